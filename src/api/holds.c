@@ -1,0 +1,387 @@
+/*
+ * holds.c — the buyer's calls: holds, orders from holds, reading them back; and the payment
+ * provider's signed webhook.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/internal.h"
+#include "util/clock.h"
+
+/* ---------------------------------------------------------------- holds */
+
+static void exec_hold(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    fg_hold_params_t *hp = &p->u.hold;
+    if (hp->market == 0) hp->market = fg_engine_buyer_market(e, p->buyer_id);
+    const fg_hold_t *h = NULL;
+    fg_err_t err = fg_engine_hold(e, p->buyer_id, p->id, hp->sku, hp->market, hp->quantity,
+                                  now_ms, &h);
+    if (err == FG_ERR_NOT_OFFERED) {
+        char market[3];
+        fg_mcode_str(hp->market, market);
+        fg__not_offered(cmd, e, fg_engine_sale_get(e, p->id), hp->sku, market,
+                        fg_engine_detail(e));
+        return;
+    }
+    if (err != FG_OK) {
+        fg__engine_err(cmd, e, err);
+        return;
+    }
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    fg__render_hold(&b, e, h);
+    fg__ok(cmd, 201, &b);
+}
+
+/* A buyer's call: token parsed now, checked on the writer thread before anything else. */
+static fg_api_cmd_t *buyer_call(fg_api_t *api, const fg_api_request_t *rq, fg_api_slot_t *slot,
+                                fg_cmd_exec_fn exec, fg_api_answer_t *ans) {
+    fg_api_cmd_t *p = fg__cmd_init(api, slot, exec);
+    slot->cmd.admit = fg__admit_buyer;
+    return fg__auth_buyer(rq, p, ans) ? p : NULL;
+}
+
+fg_answer_kind_t fg__h_holds(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                             fg_api_slot_t *slot, fg_api_answer_t *ans) {
+    static const char *const keys[] = {"sku", "market", "quantity", NULL};
+    fg_api_cmd_t *p = buyer_call(api, rq, slot, exec_hold, ans);
+    if (p == NULL || !fg__rate_ok(api, rq, ans)) return FG_ANSWER_NOW;
+    if (!fg__valid_id(parts[2])) {
+        fg_api_problem(ans, 404, "not_found", "no such sale");
+        return FG_ANSWER_NOW;
+    }
+    snprintf(p->id, sizeof p->id, "%s", parts[2]);
+    if (!fg__idem(rq, &slot->cmd, p->buyer_id, ans)) return FG_ANSWER_NOW;
+    json_t *body = fg__parse_body(rq, ans);
+    if (body == NULL) return FG_ANSWER_NOW;
+    fg_hold_params_t *hp = &p->u.hold;
+    char market[3] = "";
+    int64_t qty = 1;
+    bool ok = fg__only_keys(body, keys, "", ans) &&
+              fg__str_field(body, "sku", "sku", true, FG_ID_BYTES_MAX, hp->sku, sizeof hp->sku,
+                            ans) &&
+              fg__str_field(body, "market", "market", false, 2, market, sizeof market, ans) &&
+              fg__int_field(body, "quantity", "quantity", false, 1, FG_LIMIT_PER_BUYER_MAX, &qty,
+                            ans);
+    json_decref(body);
+    if (ok && market[0] != '\0' && !fg__valid_market(market)) {
+        fg_api_problem(ans, 400, "invalid_field", "market: two upper-case letters");
+        ok = false;
+    }
+    hp->market = market[0] ? fg_mcode(market) : 0;
+    hp->quantity = (int32_t)qty;
+    return ok ? FG_ANSWER_LATER : FG_ANSWER_NOW;
+}
+
+static void exec_hold_get(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    const fg_hold_t *h = fg_engine_hold_get(e, p->buyer_id, p->num_id);
+    if (h == NULL) {
+        fg__err(cmd, 404, "not_found", "no such hold");
+        return;
+    }
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    fg__render_hold(&b, e, h);
+    fg__ok(cmd, 200, &b);
+}
+
+static void exec_hold_release(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    const fg_hold_t *h = NULL;
+    fg_err_t err = fg_engine_hold_release(e, p->buyer_id, p->num_id, now_ms, &h);
+    if (err != FG_OK) {
+        fg__engine_err(cmd, e, err);
+        return;
+    }
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    fg__render_hold(&b, e, h);
+    fg__ok(cmd, 200, &b);
+}
+
+static bool path_obj_id(const char *part, char prefix, fg_api_cmd_t *p, fg_api_answer_t *ans) {
+    if (fg__parse_obj_id(part, prefix, &p->num_id)) return true;
+    fg_api_problem(ans, 404, "not_found", "no such %s", prefix == 'h' ? "hold" : "order");
+    return false;
+}
+
+fg_answer_kind_t fg__h_hold(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                            fg_api_slot_t *slot, fg_api_answer_t *ans) {
+    fg_cmd_exec_fn exec = rq->method == FG_DELETE ? exec_hold_release : exec_hold_get;
+    fg_api_cmd_t *p = buyer_call(api, rq, slot, exec, ans);
+    if (p == NULL || !path_obj_id(parts[2], 'h', p, ans)) return FG_ANSWER_NOW;
+    return FG_ANSWER_LATER;
+}
+
+/* ---------------------------------------------------------------- orders */
+
+static void exec_order(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    fg_order_params_t *op = &p->u.order;
+    const fg_order_t *o = NULL;
+    fg_err_t err = fg_engine_order(e, p->buyer_id, p->num_id, op->shipping_json, op->country,
+                                   op->method, now_ms, &o);
+    if (err == FG_ERR_NOT_OFFERED) {
+        const fg_hold_t *h = fg_engine_hold_get(e, p->buyer_id, p->num_id);
+        const fg_sale_t *s = fg_engine_sale_at(e, (int)h->sale_index);
+        char market[3];
+        fg_mcode_str(h->market, market);
+        fg__not_offered(cmd, e, s, s->def.pools[h->pool_index].sku, market, fg_engine_detail(e));
+        return;
+    }
+    if (err != FG_OK) {
+        fg__engine_err(cmd, e, err);
+        return;
+    }
+    fg_buf_t b;
+    fg_buf_init(&b, 8192);
+    fg__render_order(&b, &o->row, false, NULL);
+    fg__ok(cmd, 201, &b);
+}
+
+/* Validates the shipping address and serializes it in a fixed field order. */
+static char *parse_shipping(json_t *ship, char country[3], fg_api_answer_t *ans) {
+    static const char *const keys[] = {"name", "line1", "line2", "city", "postal_code",
+                                       "country", NULL};
+    struct {
+        const char *key;
+        bool required;
+        size_t max;
+        char val[FG_ADDRESS_FIELD_BYTES_MAX + 1];
+    } f[] = {{"name", true, FG_ADDRESS_FIELD_BYTES_MAX, ""},
+             {"line1", true, FG_ADDRESS_FIELD_BYTES_MAX, ""},
+             {"line2", false, FG_ADDRESS_FIELD_BYTES_MAX, ""},
+             {"city", true, FG_ADDRESS_FIELD_BYTES_MAX, ""},
+             {"postal_code", true, FG_POSTAL_CODE_BYTES_MAX, ""},
+             {"country", true, 2, ""}};
+    if (!json_is_object(ship)) {
+        fg_api_problem(ans, 400, "invalid_field", "shipping: an address object is required");
+        return NULL;
+    }
+    if (!fg__only_keys(ship, keys, "shipping.", ans)) return NULL;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        char path[40];
+        snprintf(path, sizeof path, "shipping.%s", f[i].key);
+        if (!fg__str_field(ship, f[i].key, path, f[i].required, f[i].max, f[i].val,
+                           sizeof f[i].val, ans))
+            return NULL;
+    }
+    if (!fg__valid_market(f[5].val)) {
+        fg_api_problem(ans, 400, "invalid_field", "shipping.country: two upper-case letters");
+        return NULL;
+    }
+    memcpy(country, f[5].val, 3);
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        fg_buf_str(&b, i ? "," : "{");
+        fg_buf_json_key(&b, f[i].key, false);
+        fg_buf_json_str(&b, f[i].val);
+    }
+    fg_buf_str(&b, "}");
+    return fg_buf_take(&b);
+}
+
+static bool parse_payment(json_t *pay, fg_pay_method_t *method, fg_api_answer_t *ans) {
+    static const char *const keys[] = {"method", NULL};
+    char m[16];
+    if (!json_is_object(pay)) {
+        fg_api_problem(ans, 400, "invalid_field", "payment: an object with a method");
+        return false;
+    }
+    if (!fg__only_keys(pay, keys, "payment.", ans) ||
+        !fg__str_field(pay, "method", "payment.method", true, 10, m, sizeof m, ans))
+        return false;
+    if (strcmp(m, "instant") == 0) *method = FG_PAY_INSTANT;
+    else if (strcmp(m, "webhook") == 0) *method = FG_PAY_WEBHOOK;
+    else {
+        fg_api_problem(ans, 400, "invalid_field", "payment.method: instant or webhook");
+        return false;
+    }
+    return true;
+}
+
+fg_answer_kind_t fg__h_hold_order(fg_api_t *api, const fg_api_request_t *rq,
+                                  const char *const *parts, fg_api_slot_t *slot,
+                                  fg_api_answer_t *ans) {
+    static const char *const keys[] = {"shipping", "payment", NULL};
+    fg_api_cmd_t *p = buyer_call(api, rq, slot, exec_order, ans);
+    if (p == NULL || !path_obj_id(parts[2], 'h', p, ans) ||
+        !fg__idem(rq, &slot->cmd, p->buyer_id, ans))
+        return FG_ANSWER_NOW;
+    json_t *body = fg__parse_body(rq, ans);
+    if (body == NULL) return FG_ANSWER_NOW;
+    fg_order_params_t *op = &p->u.order;
+    bool ok = fg__only_keys(body, keys, "", ans) &&
+              parse_payment(json_object_get(body, "payment"), &op->method, ans);
+    if (ok) {
+        op->shipping_json = parse_shipping(json_object_get(body, "shipping"), op->country, ans);
+        ok = op->shipping_json != NULL;
+        p->kind = FG_OWN_ORDER;
+    }
+    json_decref(body);
+    return ok ? FG_ANSWER_LATER : FG_ANSWER_NOW;
+}
+
+static void exec_order_get(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    const fg_order_t *o = fg_engine_order_get(e, p->buyer_id, p->num_id);
+    if (o == NULL) {
+        fg__err(cmd, 404, "not_found", "no such order");
+        return;
+    }
+    fg_buf_t b;
+    fg_buf_init(&b, 8192);
+    fg__render_order(&b, &o->row, false, NULL);
+    fg__ok(cmd, 200, &b);
+}
+
+fg_answer_kind_t fg__h_order(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                             fg_api_slot_t *slot, fg_api_answer_t *ans) {
+    fg_api_cmd_t *p = buyer_call(api, rq, slot, exec_order_get, ans);
+    if (p == NULL || !path_obj_id(parts[2], 'o', p, ans)) return FG_ANSWER_NOW;
+    return FG_ANSWER_LATER;
+}
+
+static void exec_me_orders(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    fg_buf_t b;
+    fg_buf_init(&b, 4 << 20);
+    fg_buf_str(&b, "{\"orders\":[");
+    int n = 0;
+    const fg_order_t *o = fg_engine_buyer_orders(e, p->buyer_id);
+    for (; o != NULL && p->u.page.cursor && o->row.id >= p->u.page.cursor; o = o->next_of_buyer) {
+    }
+    for (; o != NULL && n < p->u.page.limit; o = o->next_of_buyer) {
+        if (n++) fg_buf_str(&b, ",");
+        fg__render_order(&b, &o->row, false, NULL);
+    }
+    if (o != NULL && n > 0) {
+        /* The cursor names the last order shown: the next page starts below it. */
+        const fg_order_t *last = fg_engine_buyer_orders(e, p->buyer_id);
+        while (last->next_of_buyer != o) last = last->next_of_buyer;
+        fg_buf_printf(&b, "],\"next_cursor\":\"o_%llu\"}", (unsigned long long)last->row.id);
+    } else {
+        fg_buf_str(&b, "],\"next_cursor\":null}");
+    }
+    fg__ok(cmd, 200, &b);
+}
+
+fg_answer_kind_t fg__h_me_orders(fg_api_t *api, const fg_api_request_t *rq,
+                                 const char *const *parts, fg_api_slot_t *slot,
+                                 fg_api_answer_t *ans) {
+    fg_api_cmd_t *p = buyer_call(api, rq, slot, exec_me_orders, ans);
+    if (p == NULL) return FG_ANSWER_NOW;
+    char v[32];
+    p->u.page.limit = 20;
+    if (fg__query_param(rq->query, "limit", v, sizeof v)) {
+        char *end = NULL;
+        long n = strtol(v, &end, 10);
+        if (end == v || *end != '\0' || n < 1 || n > FG_ME_ORDERS_MAX) {
+            fg_api_problem(ans, 400, "invalid_field", "limit: 1 to %d", FG_ME_ORDERS_MAX);
+            return FG_ANSWER_NOW;
+        }
+        p->u.page.limit = (int)n;
+    }
+    if (fg__query_param(rq->query, "cursor", v, sizeof v) &&
+        !fg__parse_obj_id(v, 'o', &p->u.page.cursor)) {
+        fg_api_problem(ans, 400, "invalid_field", "cursor: an order id from next_cursor");
+        return FG_ANSWER_NOW;
+    }
+    return FG_ANSWER_LATER;
+}
+
+/* ---------------------------------------------------------------- payment webhook */
+
+static void exec_webhook(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    fg_pay_params_t *pp = &p->u.pay;
+    if (fg_engine_webhook_use(e, pp->digest, pp->t_s, now_ms) != FG_OK) {
+        fg__err(cmd, 401, "unauthorized", "this signature was already used (replay)");
+        return;
+    }
+    const fg_order_t *o = NULL;
+    fg_err_t err = fg_engine_payment(e, pp->order_id, pp->succeeded, now_ms, &o);
+    if (err != FG_OK) {
+        fg__engine_err(cmd, e, err);
+        return;
+    }
+    fg_buf_t b;
+    fg_buf_init(&b, 8192);
+    fg__render_order(&b, &o->row, false, NULL);
+    fg__ok(cmd, 200, &b);
+}
+
+/* Checks "t=<unix>,v1=<hex>" against HMAC-SHA256(secret, "<t>.<body>"), in constant time. */
+static bool verify_signature(const fg_api_t *api, const fg_api_request_t *rq, int64_t *t_s,
+                             fg_api_answer_t *ans) {
+    const char *sig = rq->signature;
+    long long t = 0;
+    int tlen = 0;
+    if (sig == NULL || sscanf(sig, "t=%18lld,v1=%n", &t, &tlen) != 1 || tlen == 0 ||
+        strlen(sig + tlen) != 64) {
+        fg_api_problem(ans, 401, "unauthorized", "Floodgate-Signature: t=<unix>,v1=<hex> needed");
+        return false;
+    }
+    uint8_t given[32], want[32];
+    size_t bin_len = 0;
+    if (sodium_hex2bin(given, sizeof given, sig + tlen, 64, NULL, &bin_len, NULL) != 0 ||
+        bin_len != 32) {
+        fg_api_problem(ans, 401, "unauthorized", "Floodgate-Signature: v1 must be 64 hex digits");
+        return false;
+    }
+    char tbuf[24];
+    int n = snprintf(tbuf, sizeof tbuf, "%lld.", t);
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, (const unsigned char *)api->webhook_secret,
+                                strlen(api->webhook_secret));
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)tbuf, (unsigned long long)n);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)rq->body, rq->body_len);
+    crypto_auth_hmacsha256_final(&st, want);
+    if (sodium_memcmp(given, want, 32) != 0) {
+        fg_api_problem(ans, 401, "unauthorized", "the signature does not match");
+        return false;
+    }
+    int64_t now_s = fg_clock_now_ms() / 1000;
+    if (t < now_s - FG_WEBHOOK_TOLERANCE_S || t > now_s + FG_WEBHOOK_TOLERANCE_S) {
+        fg_api_problem(ans, 401, "unauthorized", "the signature's timestamp is more than %d s "
+                       "from now", FG_WEBHOOK_TOLERANCE_S);
+        return false;
+    }
+    *t_s = t;
+    return true;
+}
+
+fg_answer_kind_t fg__h_webhook(fg_api_t *api, const fg_api_request_t *rq,
+                               const char *const *parts, fg_api_slot_t *slot,
+                               fg_api_answer_t *ans) {
+    static const char *const keys[] = {"order_id", "status", NULL};
+    fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_webhook);
+    fg_pay_params_t *pp = &p->u.pay;
+    if (!verify_signature(api, rq, &pp->t_s, ans)) return FG_ANSWER_NOW;
+    crypto_generichash(pp->digest, 32, (const unsigned char *)rq->signature,
+                       strlen(rq->signature), NULL, 0);
+    json_t *body = fg__parse_body(rq, ans);
+    if (body == NULL) return FG_ANSWER_NOW;
+    char order[32], status[16];
+    bool ok = fg__only_keys(body, keys, "", ans) &&
+              fg__str_field(body, "order_id", "order_id", true, 24, order, sizeof order, ans) &&
+              fg__str_field(body, "status", "status", true, 10, status, sizeof status, ans);
+    json_decref(body);
+    if (!ok) return FG_ANSWER_NOW;
+    if (!fg__parse_obj_id(order, 'o', &pp->order_id)) {
+        fg_api_problem(ans, 404, "not_found", "no such order");
+        return FG_ANSWER_NOW;
+    }
+    if (strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0) {
+        fg_api_problem(ans, 400, "invalid_field", "status: succeeded or failed");
+        return FG_ANSWER_NOW;
+    }
+    pp->succeeded = status[0] == 's';
+    return FG_ANSWER_LATER;
+}

@@ -1,0 +1,483 @@
+/*
+ * writer.c — the single writer and its commit thread; see writer.h.
+ *
+ * Queue: producers push commands onto a lock-free stack (one CAS each); the writer takes the
+ * whole stack with one exchange and reverses it, so commands run in arrival order. An eventfd
+ * wakes the writer for new commands and for finished commits.
+ *
+ * Batches: `gather` collects the commands whose answers wait for the next commit; `commit`
+ * is the batch the commit thread is writing. The writer hands `gather` over only when the
+ * commit thread is idle, so while one batch is on its way to disk the next one grows: group
+ * commit. The hand-over is a mutex and a condition variable, touched once per batch.
+ */
+#include "engine/writer.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/log.h"
+
+typedef struct {
+    fg_change_t *changes;
+    size_t change_count;
+    fg_cmd_t *head, *tail;              /* commands answered when this batch commits */
+    size_t cmd_count;
+    int result;                         /* 0 committed, -1 failed */
+    double seconds;
+} batch_t;
+
+struct fg_writer {
+    fg_engine_t *engine;
+    fg_ledger_t *ledger;
+    fg_sale_change_fn on_change;
+    void *change_ctx;
+    bool log_batches;
+
+    _Atomic(fg_cmd_t *) inbox;          /* lock-free stack, newest first */
+    int wake_fd;                        /* eventfd */
+    atomic_bool stopping;
+    atomic_int entering;                /* submitters between their stop check and push */
+
+    pthread_t writer_thread, commit_thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    batch_t gather;                     /* writer thread only */
+    batch_t commit;                     /* guarded by mu while in flight */
+    bool commit_busy;                   /* guarded by mu */
+    bool commit_done;                   /* guarded by mu: result waiting for the writer */
+    bool commit_exit;                   /* guarded by mu */
+
+    uint64_t *sale_versions;            /* last version seen per sale index, writer only */
+    uint8_t *sale_states;
+    int sale_slots;
+    int64_t last_idem_expire_ms;
+    fg_writer_stats_t stats;
+};
+
+static void wake(fg_writer_t *w) {
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof one);
+    (void)n; /* a full counter still wakes the reader */
+}
+
+bool fg_writer_submit(fg_writer_t *w, fg_cmd_t *cmd) {
+    /* `entering` lets the writer know no push is on its way before it exits. */
+    atomic_fetch_add(&w->entering, 1);
+    if (atomic_load(&w->stopping) || !atomic_load(&w->stats.ready)) {
+        atomic_fetch_sub(&w->entering, 1);
+        return false;
+    }
+    if (atomic_fetch_add(&w->stats.queue_depth, 1) >= FG_QUEUE_DEPTH_MAX) {
+        atomic_fetch_sub(&w->stats.queue_depth, 1);
+        atomic_fetch_sub(&w->entering, 1);
+        return false;
+    }
+    cmd->idem_rec = NULL;
+    fg_cmd_t *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
+    do {
+        cmd->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&w->inbox, &head, cmd, memory_order_release,
+                                                    memory_order_relaxed));
+    if (head == NULL) wake(w);
+    atomic_fetch_sub(&w->entering, 1);
+    return true;
+}
+
+fg_writer_stats_t *fg_writer_stats(fg_writer_t *w) { return &w->stats; }
+
+/* ---------------------------------------------------------------- answers */
+
+static void set_answer(fg_cmd_t *cmd, int status, const char *code, const char *detail) {
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    fg_buf_str(&b, "{\"type\":\"https://floodgate.dev/problems/");
+    fg_buf_str(&b, code);
+    fg_buf_str(&b, "\",\"title\":");
+    fg_buf_json_str(&b, code);
+    fg_buf_printf(&b, ",\"status\":%d,\"detail\":", status);
+    fg_buf_json_str(&b, detail);
+    fg_buf_str(&b, ",\"code\":");
+    fg_buf_json_str(&b, code);
+    fg_buf_str(&b, "}");
+    free(cmd->body);
+    cmd->status = status;
+    cmd->code = code;
+    cmd->body = fg_buf_take(&b);
+}
+
+static void finish(fg_writer_t *w, fg_cmd_t *cmd) {
+    atomic_fetch_add_explicit(&w->stats.commands_total, 1, memory_order_relaxed);
+    cmd->next = NULL;
+    cmd->done(cmd);
+}
+
+static void batch_add(batch_t *b, fg_cmd_t *cmd) {
+    cmd->next = NULL;
+    if (b->tail) b->tail->next = cmd;
+    else b->head = cmd;
+    b->tail = cmd;
+    b->cmd_count++;
+}
+
+/* Answers every command of a batch that could not be committed with 503. */
+static void fail_batch(fg_writer_t *w, batch_t *b, const char *why) {
+    for (fg_cmd_t *c = b->head; c != NULL;) {
+        fg_cmd_t *next = c->next;
+        set_answer(c, 503, "overloaded", why);
+        finish(w, c);
+        c = next;
+    }
+    b->head = b->tail = NULL;
+    b->cmd_count = 0;
+}
+
+/* ---------------------------------------------------------------- applying commands */
+
+static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
+    const fg_idem_row_t *rec = NULL;
+    switch (fg_engine_idem_lookup(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint,
+                                  &rec)) {
+    case FG_IDEM_NEW: return true;
+    case FG_IDEM_REPLAY:
+        free(cmd->body);
+        cmd->status = rec->status;
+        cmd->code = NULL;
+        cmd->body = strdup(rec->body);
+        cmd->replayed = true;
+        if (cmd->body == NULL) set_answer(cmd, 503, "overloaded", "out of memory");
+        return false;
+    case FG_IDEM_IN_FLIGHT:
+        set_answer(cmd, 409, "idempotency_in_progress",
+                   "a request with this Idempotency-Key is still being processed; retry");
+        return false;
+    case FG_IDEM_MISMATCH:
+        set_answer(cmd, 422, "idempotency_key_reused",
+                   "this Idempotency-Key was used with a different request");
+        return false;
+    }
+    return false;
+}
+
+static void apply(fg_writer_t *w, fg_cmd_t *cmd, int64_t now_ms) {
+    if (cmd->admit != NULL && !cmd->admit(w->engine, cmd)) {
+        FG_ASSERT(cmd->body != NULL && cmd->status >= 100);
+        finish(w, cmd);
+        return;
+    }
+    if (cmd->has_idem && !idem_gate(w, cmd)) {
+        finish(w, cmd);
+        return;
+    }
+    size_t before = fg_engine_pending_changes(w->engine);
+    cmd->exec(w->engine, cmd, now_ms);
+    FG_ASSERT(cmd->body != NULL && cmd->status >= 100);
+    if (fg_engine_pending_changes(w->engine) == before) {
+        finish(w, cmd);
+        return;
+    }
+    if (cmd->has_idem && cmd->status >= 200 && cmd->status < 300) {
+        const fg_idem_row_t *rec = NULL;
+        if (fg_engine_idem_store(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint,
+                                 cmd->status, cmd->body, now_ms, &rec) == FG_OK) {
+            cmd->idem_rec = rec;
+        } else {
+            /* The write stands (it is in the batch) but cannot be made idempotent: refuse
+             * nothing now, answer as it is; a retry would be treated as new. */
+            FG_LOG_WARN("event=idem_store_failed detail=\"%s\"", fg_engine_detail(w->engine));
+        }
+    }
+    batch_add(&w->gather, cmd);
+}
+
+/* Takes the inbox, oldest first. */
+static fg_cmd_t *take_inbox(fg_writer_t *w) {
+    fg_cmd_t *c = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+    fg_cmd_t *rev = NULL;
+    while (c != NULL) {
+        fg_cmd_t *next = c->next;
+        c->next = rev;
+        rev = c;
+        c = next;
+    }
+    return rev;
+}
+
+/* ---------------------------------------------------------------- commit thread */
+
+static void *commit_main(void *arg) {
+    fg_writer_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->commit_exit && !(w->commit_busy && !w->commit_done))
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->commit_exit) break;
+        batch_t *b = &w->commit;
+        pthread_mutex_unlock(&w->mu);
+
+        char err[256] = "";
+        int64_t t0 = fg_clock_mono_ns();
+        int rc = fg_ledger_commit(w->ledger, b->changes, b->change_count, err, sizeof err);
+        b->seconds = (double)(fg_clock_mono_ns() - t0) / 1e9;
+        b->result = rc;
+        if (rc != 0) FG_LOG_ERROR("event=commit_failed changes=%zu error=\"%s\"", b->change_count, err);
+
+        pthread_mutex_lock(&w->mu);
+        w->commit_done = true;
+        wake(w);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Gives the gathered batch to the commit thread when it is idle. */
+static void hand_off(fg_writer_t *w) {
+    if (fg_engine_pending_changes(w->engine) == 0) {
+        FG_ASSERT(w->gather.head == NULL); /* commands join a batch only by writing */
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (!w->commit_busy) {
+        w->commit = w->gather;
+        w->commit.change_count = fg_engine_take_changes(w->engine, &w->commit.changes);
+        memset(&w->gather, 0, sizeof w->gather);
+        w->commit_busy = true;
+        w->commit_done = false;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void release_changes(batch_t *b) {
+    for (size_t i = 0; i < b->change_count; i++) fg_change_release(&b->changes[i]);
+    free(b->changes);
+    b->changes = NULL;
+    b->change_count = 0;
+}
+
+static void rebuild(fg_writer_t *w, int64_t now_ms) {
+    char err[256];
+    fg_engine_t *e = NULL;
+    if (fg_engine_load(w->ledger, now_ms, &e, err, sizeof err) != 0) {
+        FG_LOG_ERROR("event=reload_failed error=\"%s\"", err);
+        return;
+    }
+    w->engine = e;
+    memset(w->sale_versions, 0, (size_t)w->sale_slots * sizeof *w->sale_versions);
+    atomic_store(&w->stats.ready, true);
+}
+
+/* Handles a finished commit: releases its answers, or on failure fails everything applied
+ * since and rebuilds the engine from what the ledger holds. */
+static void collect(fg_writer_t *w, int64_t now_ms) {
+    pthread_mutex_lock(&w->mu);
+    bool done = w->commit_done;
+    batch_t b = w->commit;
+    if (done) {
+        memset(&w->commit, 0, sizeof w->commit);
+        w->commit_done = false;
+        w->commit_busy = false;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!done) return;
+    if (b.result == 0) {
+        atomic_fetch_add_explicit(&w->stats.batches_total, 1, memory_order_relaxed);
+        fg_hist_observe(&w->stats.batch_commands, (double)b.cmd_count);
+        fg_hist_observe(&w->stats.commit_seconds, b.seconds);
+        if (w->log_batches)
+            FG_LOG_INFO("event=batch_commit commands=%zu changes=%zu commit_ms=%.3f", b.cmd_count,
+                        b.change_count, b.seconds * 1e3);
+        for (fg_cmd_t *c = b.head; c != NULL;) {
+            fg_cmd_t *next = c->next;
+            if (c->idem_rec) fg_engine_idem_committed(w->engine, c->idem_rec);
+            finish(w, c);
+            c = next;
+        }
+        release_changes(&b);
+        return;
+    }
+    atomic_fetch_add_explicit(&w->stats.commit_failures_total, 1, memory_order_relaxed);
+    atomic_store(&w->stats.ready, false);
+    release_changes(&b);
+    fail_batch(w, &b, "the ledger could not commit this write; nothing was stored; retry");
+    fail_batch(w, &w->gather, "the ledger could not commit an earlier write; retry");
+    fg_engine_discard_changes(w->engine);
+    fg_engine_free(w->engine);
+    w->engine = NULL;
+    rebuild(w, now_ms);
+}
+
+/* ---------------------------------------------------------------- writer thread */
+
+/* Tells the change callback about sales whose stock or derived state moved. */
+static void notify(fg_writer_t *w, int64_t now_ms) {
+    int n = fg_engine_sale_count(w->engine);
+    if (n > w->sale_slots) {
+        uint64_t *v = realloc(w->sale_versions, (size_t)n * sizeof *v);
+        uint8_t *st = v ? realloc(w->sale_states, (size_t)n) : NULL;
+        if (v) w->sale_versions = v;
+        if (st == NULL) return; /* try again next loop */
+        w->sale_states = st;
+        memset(v + w->sale_slots, 0, (size_t)(n - w->sale_slots) * sizeof *v);
+        memset(st + w->sale_slots, 0xff, (size_t)(n - w->sale_slots));
+        w->sale_slots = n;
+    }
+    for (int i = 0; i < n; i++) {
+        const fg_sale_t *s = fg_engine_sale_at(w->engine, i);
+        uint8_t st = (uint8_t)fg_engine_sale_state(s, now_ms);
+        if (s->version == w->sale_versions[i] && st == w->sale_states[i]) continue;
+        w->sale_versions[i] = s->version;
+        w->sale_states[i] = st;
+        if (w->on_change) w->on_change(w->change_ctx, w->engine, s, now_ms);
+    }
+}
+
+/* Waits for a wake-up or the next expiry, at most FG_TICK_MS. */
+static void wait_for_work(fg_writer_t *w) {
+    if (atomic_load_explicit(&w->inbox, memory_order_acquire) != NULL) return;
+    int timeout_ms = FG_TICK_MS;
+    if (w->engine != NULL) {
+        int64_t until = fg_engine_next_expiry_ms(w->engine) - fg_clock_now_ms();
+        if (until < timeout_ms) timeout_ms = until < 0 ? 0 : (int)until;
+    }
+    struct pollfd p = {.fd = w->wake_fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) > 0) {
+        uint64_t v;
+        ssize_t r = read(w->wake_fd, &v, sizeof v);
+        (void)r;
+    }
+}
+
+/* Answers the whole inbox with 503 (no engine to run it on). */
+static void refuse_inbox(fg_writer_t *w) {
+    for (fg_cmd_t *c = take_inbox(w); c != NULL;) {
+        fg_cmd_t *next = c->next;
+        atomic_fetch_sub(&w->stats.queue_depth, 1);
+        set_answer(c, 503, "overloaded", "the ledger is unavailable; retry");
+        finish(w, c);
+        c = next;
+    }
+}
+
+static bool idle(fg_writer_t *w) {
+    pthread_mutex_lock(&w->mu);
+    bool busy = w->commit_busy;
+    pthread_mutex_unlock(&w->mu);
+    return !busy && w->gather.head == NULL &&
+           (w->engine == NULL || fg_engine_pending_changes(w->engine) == 0) &&
+           atomic_load(&w->inbox) == NULL && atomic_load(&w->entering) == 0;
+}
+
+static void *writer_main(void *arg) {
+    fg_writer_t *w = arg;
+    int64_t last_reload_ms = 0;
+    for (;;) {
+        wait_for_work(w);
+        int64_t now_ms = fg_clock_now_ms();
+        collect(w, now_ms);
+        if (w->engine == NULL) {
+            if (now_ms - last_reload_ms >= 1000) {
+                last_reload_ms = now_ms;
+                rebuild(w, now_ms);
+            }
+            if (w->engine == NULL) {
+                refuse_inbox(w);
+                if (atomic_load(&w->stopping) && idle(w)) break;
+                continue;
+            }
+        }
+        fg_engine_tick(w->engine, now_ms);
+        if (now_ms - w->last_idem_expire_ms >= 1000) {
+            fg_engine_idem_expire(w->engine, now_ms);
+            w->last_idem_expire_ms = now_ms;
+        }
+        for (fg_cmd_t *c = take_inbox(w); c != NULL;) {
+            fg_cmd_t *next = c->next;
+            atomic_fetch_sub_explicit(&w->stats.queue_depth, 1, memory_order_relaxed);
+            apply(w, c, now_ms);
+            c = next;
+        }
+        notify(w, now_ms);
+        hand_off(w);
+        if (atomic_load(&w->stopping) && idle(w)) break;
+    }
+    return NULL;
+}
+
+fg_writer_t *fg_writer_start(fg_ledger_t *ledger, fg_sale_change_fn on_change, void *change_ctx,
+                             bool log_batches, char *err, size_t errlen) {
+    static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000};
+    static const double commit_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                           0.01,   0.025,   0.05,   0.1,   0.25,   1};
+    fg_writer_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->ledger = ledger;
+    w->on_change = on_change;
+    w->change_ctx = change_ctx;
+    w->log_batches = log_batches;
+    fg_hist_init(&w->stats.batch_commands, batch_bounds, 12);
+    fg_hist_init(&w->stats.commit_seconds, commit_bounds, 12);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->wake_fd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        goto fail_fd;
+    }
+    if (fg_engine_load(ledger, fg_clock_now_ms(), &w->engine, err, errlen) != 0) goto fail_load;
+    atomic_store(&w->stats.ready, true);
+    if (pthread_create(&w->commit_thread, NULL, commit_main, w) != 0) {
+        snprintf(err, errlen, "cannot start the commit thread");
+        goto fail_commit;
+    }
+    if (pthread_create(&w->writer_thread, NULL, writer_main, w) != 0) {
+        snprintf(err, errlen, "cannot start the writer thread");
+        goto fail_writer;
+    }
+    return w;
+
+fail_writer:
+    pthread_mutex_lock(&w->mu);
+    w->commit_exit = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->commit_thread, NULL);
+fail_commit:
+    fg_engine_free(w->engine);
+fail_load:
+    close(w->wake_fd);
+fail_fd:
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    return NULL;
+}
+
+void fg_writer_stop(fg_writer_t *w) {
+    atomic_store(&w->stopping, true);
+    wake(w);
+    pthread_join(w->writer_thread, NULL);
+    pthread_mutex_lock(&w->mu);
+    w->commit_exit = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->commit_thread, NULL);
+    FG_ASSERT(w->gather.head == NULL && w->commit.head == NULL);
+    fg_engine_free(w->engine);
+    close(w->wake_fd);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w->sale_versions);
+    free(w->sale_states);
+    free(w);
+}

@@ -1,0 +1,148 @@
+/*
+ * buf.c — bounded growable buffer; see buf.h.
+ */
+#include "util/buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/clock.h"
+
+void fg_buf_init(fg_buf_t *b, size_t max) {
+    memset(b, 0, sizeof *b);
+    b->max = max;
+}
+
+void fg_buf_free(fg_buf_t *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+char *fg_buf_take(fg_buf_t *b) {
+    char *d = b->data;
+    if (d == NULL) {
+        d = malloc(1);
+        if (d != NULL) d[0] = '\0';
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->overflow = false;
+    return d;
+}
+
+void fg_buf_reset(fg_buf_t *b) {
+    b->len = 0;
+    b->overflow = false;
+    if (b->data != NULL) b->data[0] = '\0';
+}
+
+/* Makes room for n more bytes plus a NUL; false (and overflow set) when it cannot. */
+static bool reserve(fg_buf_t *b, size_t n) {
+    if (b->overflow) return false;
+    if (n > b->max || b->len > b->max - n) {
+        b->overflow = true;
+        return false;
+    }
+    size_t need = b->len + n + 1;
+    if (need <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (d == NULL) {
+        b->overflow = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void fg_buf_add(fg_buf_t *b, const void *p, size_t n) {
+    if (!reserve(b, n)) return;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void fg_buf_str(fg_buf_t *b, const char *s) { fg_buf_add(b, s, strlen(s)); }
+
+void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) {
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->overflow = true;
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        fg_buf_add(b, small, (size_t)n);
+        return;
+    }
+    if (!reserve(b, (size_t)n)) return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void fg_buf_i64(fg_buf_t *b, int64_t v) {
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    fg_buf_add(b, tmp, (size_t)n);
+}
+
+void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    fg_buf_add(b, "\"", 1);
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        fg_buf_add(b, s + start, i - start);
+        start = i + 1;
+        switch (c) {
+        case '"': fg_buf_add(b, "\\\"", 2); break;
+        case '\\': fg_buf_add(b, "\\\\", 2); break;
+        case '\n': fg_buf_add(b, "\\n", 2); break;
+        case '\r': fg_buf_add(b, "\\r", 2); break;
+        case '\t': fg_buf_add(b, "\\t", 2); break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            fg_buf_add(b, esc, 6);
+        }
+        }
+    }
+    fg_buf_add(b, s + start, n - start);
+    fg_buf_add(b, "\"", 1);
+}
+
+void fg_buf_json_str(fg_buf_t *b, const char *s) { fg_buf_json_strn(b, s, strlen(s)); }
+
+void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma) {
+    if (comma) fg_buf_add(b, ",", 1);
+    fg_buf_json_str(b, key);
+    fg_buf_add(b, ":", 1);
+}
+
+void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms) {
+    char tmp[40];
+    fg_clock_format_rfc3339(unix_ms, tmp, sizeof tmp);
+    fg_buf_json_str(b, tmp);
+}
+
+void fg_buf_csv_field(fg_buf_t *b, const char *s) {
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fg_buf_str(b, s);
+        return;
+    }
+    fg_buf_add(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') fg_buf_add(b, "\"", 1);
+        fg_buf_add(b, p, 1);
+    }
+    fg_buf_add(b, "\"", 1);
+}

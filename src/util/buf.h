@@ -1,0 +1,43 @@
+/*
+ * buf.h — a growable byte buffer with a maximum, for building answers (JSON, CSV, SSE).
+ *
+ * Every buffer has a cap: appending past it sets `overflow` and keeps the buffer as it was, so a
+ * caller checks once at the end instead of after every append. The buffer owns `data`;
+ * fg_buf_free releases it, fg_buf_take hands it to the caller.
+ */
+#ifndef FG_BUF_H
+#define FG_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *data;     /* NUL-terminated while len < cap */
+    size_t len;
+    size_t cap;
+    size_t max;     /* hard limit on len */
+    bool overflow;  /* an append did not fit (or memory ran out) */
+} fg_buf_t;
+
+void fg_buf_init(fg_buf_t *b, size_t max);
+void fg_buf_free(fg_buf_t *b);
+/* Returns data (caller frees) and resets the buffer. Never NULL: an empty buffer gives "". */
+char *fg_buf_take(fg_buf_t *b);
+void fg_buf_reset(fg_buf_t *b);
+
+void fg_buf_add(fg_buf_t *b, const void *p, size_t n);
+void fg_buf_str(fg_buf_t *b, const char *s);
+void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fg_buf_i64(fg_buf_t *b, int64_t v);
+
+/* JSON helpers: a quoted, escaped string; "key": prefix with a leading comma when `comma`. */
+void fg_buf_json_str(fg_buf_t *b, const char *s);
+void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n);
+void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma);
+/* An RFC 3339 UTC time with milliseconds, quoted: "2026-11-23T12:00:00.000Z". */
+void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms);
+/* A CSV field, quoted when it holds a comma, quote or newline (RFC 4180). */
+void fg_buf_csv_field(fg_buf_t *b, const char *s);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * clock.h — wall-clock reads and RFC 3339 conversion.
+ *
+ * Only the writer loop and the HTTP layer read the clock; the engine takes time as an input so
+ * that tests can drive it with a fake clock (DESIGN.md §4).
+ */
+#ifndef FG_CLOCK_H
+#define FG_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/check.h"
+
+int64_t fg_clock_now_ms(void);       /* CLOCK_REALTIME, Unix milliseconds */
+int64_t fg_clock_mono_ns(void);      /* CLOCK_MONOTONIC, for latency measurement */
+
+/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL); `cap` must be at least 25. */
+void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap);
+/* Parses an RFC 3339 time ("Z" or "+hh:mm" offset, optional fraction) into Unix ms.
+ * Returns 0 on success, -1 when the text is not a valid time. */
+FG_MUST_USE int fg_clock_parse_rfc3339(const char *s, int64_t *unix_ms);
+
+#endif
