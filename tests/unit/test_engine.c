@@ -1730,14 +1730,16 @@ Test(restore, restore_counts_released_holds_like_the_live_engine) {
     uint64_t buyers[5];
     fg_engine_t *a = trade(&l, buyers);
     fg_engine_t *b = ledger_restore(&l);
-    const fg_sale_t *sa = fg_engine_sale_get(a, "s1"), *sb = fg_engine_sale_get(b, "s1");
-    cr_assert_eq(sb->released_total, sa->released_total,
-                 "released_total: restored %llu, live %llu (a failed payment releases a hold "
-                 "without counting it live, but restore_hold counts every RELEASED hold)",
-                 (unsigned long long)sb->released_total, (unsigned long long)sa->released_total);
+    unsigned long long live = fg_engine_sale_get(a, "s1")->released_total;
+    unsigned long long restored = fg_engine_sale_get(b, "s1")->released_total;
     world_free(b);
     world_free(a);
     ledger_free(&l);
+    /* trade() releases one hold by its buyer and one by a failed payment. */
+    cr_assert_eq(restored, live,
+                 "released_total: restored %llu, live %llu (a failed payment releases a hold "
+                 "without counting it live, but restore_hold counts every RELEASED hold)",
+                 restored, live);
 }
 
 Test(restore, restore_hold_refuses_rows_that_do_not_fit) {
@@ -1848,12 +1850,14 @@ Test(restore, refused_order_row_leaves_shipping_json_with_the_caller) {
     char *ship = strdup("{\"line1\":\"x\"}");
     row.shipping_json = ship;
     EXPECT_ERR(e, fg_engine_restore_order(e, &row), FG_ERR_INVALID);
-    cr_assert_null(fg_engine_order_get(e, 0, 1),
-                   "a refused order row must not stay in the engine (it points at "
-                   "shipping_json, which the caller frees on error: a double free follows)");
-    free(ship); /* as restore.c's on_order does */
+    bool kept = fg_engine_order_get(e, 0, 1) != NULL;
+    /* restore.c's on_order frees the string here; when the engine kept the order, that free
+     * and fg_engine_free's would be a double free, so this test frees it once either way. */
+    if (!kept) free(ship);
     fg_engine_set_restoring(e, false);
     fg_engine_free(e);
+    cr_assert(!kept, "a refused order row stays in the engine and keeps its shipping_json, "
+                     "which restore.c frees on error: double free when the engine is freed");
 }
 
 Test(restore, restore_sale_and_buyer_refuse_duplicates) {
