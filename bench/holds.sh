@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 ADMIN=bench-admin-token-0123456789
 "$BIN" serve --listen 127.0.0.1:0 --data "$WORK/data" --admin-token "$ADMIN" \
-  --webhook-secret bench-webhook-secret-0123 --port-file "$WORK/port" --quiet 2>"$WORK/fg.log" &
+  --webhook-secret bench-webhook-secret-0123 --port-file "$WORK/port" --quiet ${FG_ARGS:-} 2>"$WORK/fg.log" &
 FG_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 PORT=$(cat "$WORK/port")
@@ -70,6 +70,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 holds_total() { curl -sf "$URL/admin/v1/sales/bench/stats" -H "$A" | python3 -c 'import json,sys; print(json.load(sys.stdin)["holds_total"])'; }
 
 H0=$(holds_total); C0=$(cpu_ticks "$FG_PID")
+# FG_PERF=FILE records a CPU profile of the server during the run (perf, cpu-clock).
+[ -n "${FG_PERF:-}" ] && perf record -e cpu-clock -F 2000 -g -p "$FG_PID" -o "$FG_PERF" -- sleep "$DURATION" 2>/dev/null &
 FG_TOKENS="$WORK/tokens" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/holds.lua "$URL" > "$WORK/wrk-fg.txt"
 C1=$(cpu_ticks "$FG_PID"); H1=$(holds_total)
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$NGX_PORT/" > "$WORK/wrk-ngx.txt"

@@ -35,7 +35,9 @@ static int on_product(void *ctx, fg_product_t *p) {
     restore_ctx_t *c = ctx;
     bool created;
     c->rows++;
-    return fg_engine_product_put(c->e, p, &created) == FG_OK ? 0 : fail(c, "product");
+    if (fg_engine_product_put(c->e, p, &created) == FG_OK) return 0;
+    fg_product_free(p); /* the ledger hands it over even when refused */
+    return fail(c, "product");
 }
 
 static int on_offer(void *ctx, const fg_offer_t *o) {

@@ -45,6 +45,7 @@ struct fg_writer {
     int wake_fd;                        /* eventfd */
     atomic_bool stopping;
     atomic_int entering;                /* submitters between their stop check and push */
+    atomic_bool awaiting_commands;      /* the writer sleeps until a command arrives */
 
     pthread_t writer_thread, commit_thread;
     pthread_mutex_t mu;
@@ -84,9 +85,11 @@ bool fg_writer_submit(fg_writer_t *w, fg_cmd_t *cmd) {
     fg_cmd_t *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
     do {
         cmd->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&w->inbox, &head, cmd, memory_order_release,
-                                                    memory_order_relaxed));
-    if (head == NULL) wake(w);
+    } while (!atomic_compare_exchange_weak(&w->inbox, &head, cmd));
+    /* Wake the writer only when it sleeps waiting for commands: while a commit is in flight it
+     * waits for that instead, and takes everything queued meanwhile in one go (one wake-up per
+     * batch rather than per request). */
+    if (head == NULL && atomic_load(&w->awaiting_commands)) wake(w);
     atomic_fetch_sub(&w->entering, 1);
     return true;
 }
@@ -339,9 +342,21 @@ static void notify(fg_writer_t *w, int64_t now_ms) {
     }
 }
 
-/* Waits for a wake-up or the next expiry, at most FG_TICK_MS. */
+/* Waits for a wake-up or the next expiry, at most FG_TICK_MS. While a commit is in flight the
+ * wake-up that counts is its end; otherwise a command's arrival. */
 static void wait_for_work(fg_writer_t *w) {
-    if (atomic_load_explicit(&w->inbox, memory_order_acquire) != NULL) return;
+    pthread_mutex_lock(&w->mu);
+    bool committing = w->commit_busy && !w->commit_done;
+    bool collected = w->commit_done;
+    pthread_mutex_unlock(&w->mu);
+    if (collected) return;
+    if (!committing) {
+        atomic_store(&w->awaiting_commands, true); /* seq_cst: pairs with submit's push */
+        if (atomic_load(&w->inbox) != NULL || atomic_load(&w->stopping)) {
+            atomic_store(&w->awaiting_commands, false);
+            return;
+        }
+    }
     int timeout_ms = FG_TICK_MS;
     if (w->engine != NULL) {
         int64_t until = fg_engine_next_expiry_ms(w->engine) - fg_clock_now_ms();
@@ -353,6 +368,7 @@ static void wait_for_work(fg_writer_t *w) {
         ssize_t r = read(w->wake_fd, &v, sizeof v);
         (void)r;
     }
+    atomic_store(&w->awaiting_commands, false);
 }
 
 /* Answers the whole inbox with 503 (no engine to run it on). */

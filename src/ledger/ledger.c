@@ -1420,7 +1420,7 @@ static const char k_export_sql[] =
     " WHERE o.sale_id = ?1 AND o.id > ?2 AND o.id <= ?3 ORDER BY o.id LIMIT ?4";
 
 static const char k_export_last_sql[] =
-    "SELECT coalesce(max(id), 0) FROM orders WHERE sale_id = ?1";
+    "SELECT max(id) FROM orders WHERE sale_id = ?1";
 
 /* Binds the next page's start; the other parameters stay bound from export_bind. */
 static int export_page(fg_ledger_export_t *x) {
@@ -1433,14 +1433,19 @@ static int export_page(fg_ledger_export_t *x) {
 static int export_bind(fg_ledger_export_t *x, const char *sale_id, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     int64_t last = 0;
+    bool none = true;
     int rc = sqlite3_prepare_v2(x->db, k_export_last_sql, -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) last = sqlite3_column_int64(st, 0);
-    else failf(err, errlen, "%s", sqlite3_errmsg(x->db));
+    if (rc == SQLITE_ROW) {
+        none = sqlite3_column_type(st, 0) == SQLITE_NULL; /* max() of no rows */
+        last = sqlite3_column_int64(st, 0);
+    } else {
+        failf(err, errlen, "%s", sqlite3_errmsg(x->db));
+    }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) return -1;
-    x->done = last == 0;
+    x->done = none;
     /* TRANSIENT: the caller's sale_id may die before the export ends. */
     rc = sqlite3_bind_text(x->st, 1, sale_id, -1, SQLITE_TRANSIENT);
     rc |= sqlite3_bind_int64(x->st, 3, last);

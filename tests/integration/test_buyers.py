@@ -27,7 +27,7 @@ class TestBuyers(fg.TestCase):
     def test_email_normalized(self):
         s = self.srv
         local = fg.uid("Case")
-        r = s.req("POST", "/v1/buyers", {"email": "  %s@Example.COM \t" % local, "market": "FR"})
+        r = s.req("POST", "/v1/buyers", {"email": "  %s@Example.COM " % local, "market": "FR"})
         self.assertStatus(r, 201)
         self.assertEqual(r.body["email"].lower(), ("%s@example.com" % local).lower())
         self.assertEqual(r.body["email"], r.body["email"].strip())
@@ -36,6 +36,16 @@ class TestBuyers(fg.TestCase):
         self.assertProblem(r, 409, "buyer_exists")
         r = s.req("POST", "/v1/buyers", {"email": " %s@EXAMPLE.com" % local.upper(),
                                          "market": "DE"})
+        self.assertProblem(r, 409, "buyer_exists")
+
+    def test_email_trimmed_of_tab_and_newline(self):
+        # "email is trimmed": surrounding whitespace of any kind, not only spaces
+        s = self.srv
+        mail = fg.email("tab")
+        r = s.req("POST", "/v1/buyers", {"email": "\t%s\n" % mail, "market": "DE"})
+        self.assertStatus(r, 201)
+        self.assertEqual(r.body["email"], mail)
+        r = s.req("POST", "/v1/buyers", {"email": mail, "market": "DE"})
         self.assertProblem(r, 409, "buyer_exists")
 
     def test_same_email_twice(self):

@@ -35,7 +35,7 @@ class TestExport(fg.TestCase):
         # one with an address that needs CSV quoting
         b = fg.register(s, "DE")
         h = fg.hold(s, b, cls.sid, c.acc).body
-        ship = dict(fg.SHIP["DE"], name='Ana "Die Erste", Silva', line2="Hof 2,\nlinks")
+        ship = dict(fg.SHIP["DE"], name='Ana "Die Erste", Silva', line2="Hof 2, links; \"B\"")
         o = fg.order(s, b, h["id"], body={"shipping": ship, "payment": {"method": "instant"}})
         fg.expect(o, 201)
         cls.orders[o.body["id"]] = (o.body, b)

@@ -161,12 +161,22 @@ class TestHolds(fg.TestCase):
         self.assertProblem(fg.hold(s, de, sid, c.sku1), 409, "sale_not_open")
         # bad field comes before not offered
         self.assertProblem(fg.hold(s, us, sid, c.sku1, quantity=0), 400, "invalid_field")
-        # sold out comes before limit reached
-        sid2 = c.sale(limit=1, items=[{"sku": c.acc, "stock": 1, "markets": ["DE"]},
-                                      {"sku": c.sku2, "stock": 5, "markets": ["DE"]}])
+        # The documented order: sale not open; sold out (the sale's state: no unit left at all);
+        # over the limit; not enough units left in the item.
+        sid2 = c.sale(limit=1, items=[{"sku": c.acc, "stock": 1, "markets": ["DE"]}])
         self.assertStatus(fg.hold(s, de, sid2, c.acc), 201)
+        self.assertEqual(fg.sale_get(s, sid2)["state"], "sold_out")
         self.assertProblem(fg.hold(s, de, sid2, c.acc), 409, "sold_out")
-        self.assertProblem(fg.hold(s, de, sid2, c.sku2), 403, "limit_reached")
+        sid3 = c.sale(limit=1, items=[{"sku": c.acc, "stock": 1, "markets": ["DE"]},
+                                      {"sku": c.sku2, "stock": 5, "markets": ["DE"]}])
+        de2 = fg.register(s, "DE")
+        self.assertStatus(fg.hold(s, de2, sid3, c.acc), 201)
+        self.assertEqual(fg.sale_get(s, sid3)["state"], "open")
+        self.assertProblem(fg.hold(s, de2, sid3, c.acc), 403, "limit_reached")
+        self.assertProblem(fg.hold(s, de2, sid3, c.sku2), 403, "limit_reached")
+        de3 = fg.register(s, "DE")
+        self.assertProblem(fg.hold(s, de3, sid3, c.acc), 409, "sold_out")
+        self.assertStatus(fg.hold(s, de3, sid3, c.sku2), 201)
 
     def test_sold_out(self):
         s, c = self.srv, self.cat

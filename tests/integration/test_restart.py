@@ -376,7 +376,8 @@ class TestPlainRestart(fg.TestCase):
                     with open(os.path.join(root, f), "rb") as fh:
                         data = fh.read(64 * 1024 * 1024)
                     for n in needles:
-                        self.assertNotIn(n, data, "token stored in clear in %s" % f)
+                        self.assertTrue(n not in data, "token %s... stored in clear in %s"
+                                        % (n[:8].decode(), f))
         finally:
             s.start()
 
