@@ -15,6 +15,7 @@ void fg_change_release(fg_change_t *c) {
     case FG_CH_HOLD:
     case FG_CH_ORDER:
     case FG_CH_IDEM:
-    case FG_CH_WEBHOOK: break;
+    case FG_CH_WEBHOOK:
+    case FG_CH_PRUNE: break;
     }
 }

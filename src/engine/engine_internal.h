@@ -70,6 +70,7 @@ struct fg_engine {
     fg__idem_t *idem_head, *idem_tail;
     fg_map_t webhooks;            /* digest prefix -> t_s */
     int64_t webhooks_pruned_ms;
+    int64_t ledger_pruned_ms;         /* last FG_CH_PRUNE */
 
     fg_change_t *changes;
     size_t change_count, change_cap;

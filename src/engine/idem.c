@@ -89,7 +89,18 @@ void fg_engine_idem_committed(fg_engine_t *e, const fg_idem_row_t *rec) {
 }
 
 fg_err_t fg_engine_restore_idem(fg_engine_t *e, const fg_idem_row_t *row) {
-    fg__idem_t *r = NULL;
+    fg__idem_t *r = idem_find(e, row->scope, row->key, idem_hash(row->scope, row->key));
+    if (r != NULL) {
+        /* A key reused after its first answer expired: rows come oldest first, keep the newer. */
+        char *body = strdup(row->body);
+        if (body == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
+        free(r->row.body);
+        r->row.body = body;
+        memcpy(r->row.fingerprint, row->fingerprint, 32);
+        r->row.status = row->status;
+        r->row.created_at_ms = row->created_at_ms;
+        return FG_OK;
+    }
     return idem_add(e, row, true, &r);
 }
 
@@ -119,11 +130,21 @@ static void idem_drop_head(fg_engine_t *e) {
     free(r);
 }
 
+#define FG_LEDGER_PRUNE_EVERY_MS 60000
+
 void fg_engine_idem_expire(fg_engine_t *e, int64_t now_ms) {
     /* Only committed records go: an in-flight one is still referenced by its batch. */
     while (e->idem_head != NULL && e->idem_head->committed &&
            e->idem_head->row.created_at_ms < now_ms - FG_IDEM_TTL_MS)
         idem_drop_head(e);
+    /* The ledger forgets them too, in the next batch, so it does not grow without end. */
+    if (now_ms - e->ledger_pruned_ms >= FG_LEDGER_PRUNE_EVERY_MS && fg__reserve_changes(e, 1)) {
+        e->ledger_pruned_ms = now_ms;
+        fg_change_t c = {.kind = FG_CH_PRUNE};
+        c.u.prune.idem_before_ms = now_ms - FG_IDEM_TTL_MS;
+        c.u.prune.webhook_before_s = now_ms / 1000 - 2 * FG_WEBHOOK_TOLERANCE_S;
+        fg__emit(e, &c);
+    }
 }
 
 /* ---------------------------------------------------------------- webhook signatures */

@@ -169,7 +169,13 @@ typedef enum {
     FG_CH_ORDER,       /* .order: inline copy; shipping_json engine-owned */
     FG_CH_IDEM,        /* .idem: engine-owned record, immutable */
     FG_CH_WEBHOOK,     /* .webhook: a used signature, for replay refusal */
+    FG_CH_PRUNE,       /* .prune: forget stored answers and signatures older than cut-offs */
 } fg_change_kind_t;
+
+typedef struct {
+    int64_t idem_before_ms;               /* idempotency records created before this */
+    int64_t webhook_before_s;             /* webhook signatures with t_s before this */
+} fg_prune_row_t;
 
 typedef struct {
     uint8_t digest[32];                   /* BLAKE2b-256 of the signature header */
@@ -188,6 +194,7 @@ typedef struct {
         fg_order_row_t order;
         const fg_idem_row_t *idem;
         fg_webhook_row_t webhook;
+        fg_prune_row_t prune;
     } u;
 } fg_change_t;
 

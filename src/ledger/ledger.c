@@ -79,9 +79,12 @@ static const char *const k_migrations[] = {
     " created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,"
     " shipping_json TEXT NOT NULL) STRICT;"
     "CREATE INDEX orders_by_sale ON orders(sale_id, id);"
+    /* Stored answers are appended, with no unique index on (scope, key): the engine already
+     * refuses a key twice, and a random-key index would touch a page per insert. A key reused
+     * after its answer expired adds a newer row; load keeps the newest. */
     "CREATE TABLE idempotency(scope INTEGER NOT NULL, key TEXT NOT NULL,"
     " fingerprint BLOB NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL,"
-    " created_at_ms INTEGER NOT NULL, PRIMARY KEY(scope, key)) STRICT;"
+    " created_at_ms INTEGER NOT NULL) STRICT;"
     /* Load reads only the last day of answers; without this index a start scans them all. */
     "CREATE INDEX idempotency_by_time ON idempotency(created_at_ms);"
     "CREATE TABLE webhook_signatures(digest BLOB PRIMARY KEY, t_s INTEGER NOT NULL)"
@@ -98,7 +101,7 @@ enum {
     ST_BEGIN_WRITE, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
     ST_PUT_MARKET, ST_PUT_PRODUCT, ST_DEL_SKUS, ST_PUT_SKU, ST_PUT_OFFER, ST_PUT_SALE,
     ST_DEL_POOLS, ST_PUT_POOL, ST_PUT_BUYER, ST_PUT_HOLD, ST_PUT_ORDER, ST_PUT_IDEM,
-    ST_PUT_WEBHOOK,
+    ST_PUT_WEBHOOK, ST_PRUNE_IDEM, ST_PRUNE_WEBHOOKS,
     ST_GET_MARKETS, ST_GET_PRODUCTS, ST_GET_SKUS, ST_GET_OFFERS, ST_GET_SALES, ST_GET_POOLS,
     ST_GET_BUYERS, ST_GET_HOLDS, ST_GET_ORDERS, ST_GET_IDEM, ST_GET_WEBHOOKS,
     ST_META_GET, ST_META_SET,
@@ -167,12 +170,10 @@ static const char *const k_sql[ST_COUNT] = {
                      " method = excluded.method, created_at_ms = excluded.created_at_ms,"
                      " updated_at_ms = excluded.updated_at_ms,"
                      " shipping_json = excluded.shipping_json",
-    /* A key whose answer expired from memory may be used again: the newer answer wins. */
     [ST_PUT_IDEM] = "INSERT INTO idempotency(scope, key, fingerprint, status, body,"
-                    " created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
-                    " ON CONFLICT(scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,"
-                    " status = excluded.status, body = excluded.body,"
-                    " created_at_ms = excluded.created_at_ms",
+                    " created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_PRUNE_IDEM] = "DELETE FROM idempotency WHERE created_at_ms < ?1",
+    [ST_PRUNE_WEBHOOKS] = "DELETE FROM webhook_signatures WHERE t_s < ?1",
     [ST_PUT_WEBHOOK] = "INSERT INTO webhook_signatures(digest, t_s) VALUES(?1, ?2)"
                        " ON CONFLICT(digest) DO UPDATE SET t_s = excluded.t_s",
     [ST_GET_MARKETS] = "SELECT code, name, currency FROM markets ORDER BY rowid",
@@ -787,6 +788,14 @@ static int put_webhook(fg_ledger_t *l, const fg_webhook_row_t *w, char *why, siz
     return step_done(l->db, st, rc, why, whylen);
 }
 
+static int prune(fg_ledger_t *l, const fg_prune_row_t *p, char *why, size_t whylen) {
+    sqlite3_stmt *st = l->st[ST_PRUNE_IDEM];
+    if (step_done(l->db, st, sqlite3_bind_int64(st, 1, p->idem_before_ms), why, whylen) != 0)
+        return -1;
+    st = l->st[ST_PRUNE_WEBHOOKS];
+    return step_done(l->db, st, sqlite3_bind_int64(st, 1, p->webhook_before_s), why, whylen);
+}
+
 static int apply_change(fg_ledger_t *l, const fg_change_t *c, char *why, size_t whylen) {
     switch ((fg_change_kind_t)c->kind) {
     case FG_CH_MARKET: return put_market(l, c->u.market, why, whylen);
@@ -798,6 +807,7 @@ static int apply_change(fg_ledger_t *l, const fg_change_t *c, char *why, size_t 
     case FG_CH_ORDER: return put_order(l, &c->u.order, why, whylen);
     case FG_CH_IDEM: return put_idem(l, c->u.idem, why, whylen);
     case FG_CH_WEBHOOK: return put_webhook(l, &c->u.webhook, why, whylen);
+    case FG_CH_PRUNE: return prune(l, &c->u.prune, why, whylen);
     }
     return failf(why, whylen, "unknown change kind %d", c->kind);
 }
@@ -822,6 +832,7 @@ static void describe_change(const fg_change_t *c, char *out, size_t cap) {
     case FG_CH_WEBHOOK:
         snprintf(out, cap, "webhook signature t=%" PRId64, c->u.webhook.t_s);
         return;
+    case FG_CH_PRUNE: snprintf(out, cap, "prune"); return;
     }
     snprintf(out, cap, "change of kind %d", c->kind);
 }

@@ -278,15 +278,17 @@ class Server:
                 except ValueError:
                     self.port = None
             if self.port is not None:
+                c = Client(self.port, timeout=2.0)
                 try:
-                    c = Client(self.port, timeout=2.0)
                     r = c.req("GET", "/readyz")
                     c.close()
                     if r.status == 200:
-                        self._client = None
+                        if self._client is not None:
+                            self._client.close()
+                            self._client = None
                         return self
                 except OSError:
-                    pass
+                    c.close()
             time.sleep(0.05)
         self.kill()
         raise AssertionError("server not ready within %.0f s (port %s)\n%s"

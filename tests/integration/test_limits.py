@@ -20,8 +20,8 @@ class TestLimits(fg.TestCase):
         finally:
             c.close()
 
-    def raw(self, data, method="GET"):
-        return fg.raw_request(self.srv.port, data, method=method)
+    def raw(self, data, method="GET", timeout=10.0):
+        return fg.raw_request(self.srv.port, data, method=method, timeout=timeout)
 
     def test_body_too_large(self):
         s = self.srv
@@ -139,7 +139,7 @@ class TestLimits(fg.TestCase):
         for junk in (b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
                      b"POST /v1/buyers HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
                      b"POST /v1/buyers HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"):
-            r = self.raw(junk)
+            r = self.raw(junk, timeout=3.0)
             if r is not None:
                 self.assertGreaterEqual(r.status, 400, (junk, r))
         self.assertEqual(self.srv.req("GET", "/readyz").status, 200)

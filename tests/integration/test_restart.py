@@ -24,6 +24,7 @@ class Acks:
         self.buyers = {}       # id -> Buyer
         self.holds = {}        # id -> (buyer, hold body)
         self.orders = {}       # id -> (buyer, order body)
+        self.released = set()  # hold ids whose release was acknowledged
         self.in_flight = []    # (buyer or None, method, path, body, key): no answer came
         self.refusals = collections.Counter()
         self.requests = 0
@@ -55,7 +56,7 @@ class Load:
         return not any(t.is_alive() for t in self.threads)
 
     def call(self, cl, buyer, method, path, body):
-        key = "crash-" + os.urandom(8).hex()
+        key = "crash-" + os.urandom(8).hex() if method == "POST" else None
         a = self.acks
         try:
             r = cl.req(method, path, body, token=buyer.token if buyer else None, idem=key)
@@ -98,7 +99,13 @@ class Load:
                         continue
                     with a.lock:
                         a.holds[r.body["id"]] = (b, r.body)
-                    if rng.random() < 0.6:
+                    if rng.random() < 0.1:
+                        hid = r.body["id"]
+                        r = self.call(cl, b, "DELETE", "/v1/holds/" + hid, None)
+                        if r.status == 200:
+                            with a.lock:
+                                a.released.add(hid)
+                    elif rng.random() < 0.6:
                         r = self.call(cl, b, "POST", "/v1/holds/%s/order" % r.body["id"],
                                       fg.order_body(market))
                         if r.status == 201:
@@ -120,6 +127,7 @@ class CrashMixin:
     def verify(self, srv, cat, sid, acks, expected_stock):
         """Checks every acknowledged write and the invariants after a restart."""
         cl = srv.client()
+        deleting = {path.rsplit("/", 1)[1] for _, m, path, _, _ in acks.in_flight if m == "DELETE"}
         try:
             for b in list(acks.buyers.values()):
                 r = cl.req("GET", "/v1/me/orders?limit=100", token=b.token)
@@ -127,7 +135,12 @@ class CrashMixin:
             for hid, (b, h) in list(acks.holds.items()):
                 r = cl.req("GET", "/v1/holds/" + hid, token=b.token)
                 self.assertEqual(r.status, 200, "acknowledged hold %s lost: %r" % (hid, r))
-                self.assertIn(r.body["state"], ("held", "ordered"), r)
+                if hid in acks.released:
+                    self.assertEqual(r.body["state"], "released", "acknowledged release lost")
+                elif hid in deleting:
+                    self.assertIn(r.body["state"], ("held", "released"), r)
+                else:
+                    self.assertIn(r.body["state"], ("held", "ordered"), r)
                 for k in ("sku", "market", "quantity", "sale_id", "created_at", "expires_at"):
                     self.assertEqual(r.body[k], h[k], "hold %s field %s" % (hid, k))
             for oid, (b, o) in list(acks.orders.items()):
@@ -191,6 +204,13 @@ class CrashMixin:
             for buyer, method, path, body, key in pending:
                 if buyer is not None and buyer.id not in acks.buyers:
                     continue
+                if method == "DELETE":
+                    r1 = cl.req(method, path, token=buyer.token)
+                    self.assertIn(r1.status, (200, 409), r1)  # released now, or already
+                    rh = cl.req("GET", path, token=buyer.token)
+                    self.assertEqual(rh.body["state"], "released", rh)
+                    acks.released.add(path.rsplit("/", 1)[1])
+                    continue
                 r1 = cl.req(method, path, body, token=buyer.token if buyer else None, idem=key)
                 self.assertLess(r1.status, 500, r1)
                 if isinstance(r1.body, dict):
@@ -229,7 +249,7 @@ class TestKill9(CrashMixin, fg.TestCase):
         rng = random.Random()
         for rnd in range(3):
             load = Load(srv, cat, sid, acks, seed=rng.random()).start()
-            time.sleep(rng.uniform(1.0, 2.5))
+            time.sleep(rng.uniform(0.3, 2.0))
             requests_before_kill = acks.requests
             pid = srv.proc.pid
             os.kill(pid, signal.SIGKILL)
@@ -245,10 +265,10 @@ class TestKill9(CrashMixin, fg.TestCase):
             self.verify(srv, cat, sid, acks, expected_stock)
             # more stock for the next round, acknowledged, so it must survive the next kill
             for sku, market in ((cat.acc, None), (cat.sku1, None)):
-                body = {"sku": sku, "add": 100}
+                body = {"sku": sku, "add": STOCK}
                 r = srv.admin("POST", "/admin/v1/sales/%s/stock" % sid, body)
                 self.assertEqual(r.status, 200, r)
-                expected_stock += 100
+                expected_stock += STOCK
             sys_msg = "round %d: %d buyers, %d holds, %d orders acknowledged; refusals %s" % (
                 rnd, len(acks.buyers), len(acks.holds), len(acks.orders), dict(acks.refusals))
             print(sys_msg)

@@ -270,6 +270,9 @@ class TestSales(fg.TestCase):
         self.assertEqual(len(st["items"]), 4)
         for it in st["items"]:
             self.assertEqual(it["available"] + it["held"] + it["sold"], it["stock"], it)  # I1
+        for it in st["items"]:
+            for k in ("sku", "markets", "stock", "available", "held", "sold"):
+                self.assertIn(k, it, "stats item field %s missing: %r" % (k, it))
         de = [i for i in st["items"] if i["sku"] == c.sku1 and "DE" in i["markets"]][0]
         self.assertEqual((de["held"], de["sold"], de["available"]), (1, 2, 17))
 

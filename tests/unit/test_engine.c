@@ -40,8 +40,8 @@ static const char *err_name(fg_err_t err) {
 }
 
 static const char *kind_name(int kind) {
-    static const char *const names[] = {"MARKET", "PRODUCT", "OFFER", "SALE",   "BUYER",
-                                        "HOLD",   "ORDER",   "IDEM",  "WEBHOOK"};
+    static const char *const names[] = {"MARKET", "PRODUCT", "OFFER",   "SALE", "BUYER",
+                                        "HOLD",   "ORDER",   "IDEM",    "WEBHOOK", "PRUNE"};
     return (unsigned)kind < sizeof names / sizeof names[0] ? names[kind] : "?";
 }
 
@@ -1385,6 +1385,22 @@ Test(idem, expire_forgets_old_committed_answers_only) {
     world_free(e);
 }
 
+Test(idem, expire_emits_a_prune_record_at_most_once_a_minute) {
+    fg_engine_t *e = world_new();
+    fg_engine_idem_expire(e, T0);
+    changes_t ch = changes_take(e);
+    EQ(ch.n, 1);
+    EQ(ch.c[0].kind, FG_CH_PRUNE);
+    EQ(ch.c[0].u.prune.idem_before_ms, T0 - FG_IDEM_TTL_MS);
+    EQ(ch.c[0].u.prune.webhook_before_s, T0 / 1000 - 2 * FG_WEBHOOK_TOLERANCE_S);
+    changes_free(&ch);
+    fg_engine_idem_expire(e, T0 + 59999);
+    EXPECT_NO_CHANGES(e);
+    fg_engine_idem_expire(e, T0 + 60000);
+    EXPECT_KINDS(e, FG_CH_PRUNE);
+    world_free(e);
+}
+
 Test(webhook, signature_used_twice_is_unauthorized) {
     fg_engine_t *e = world_new();
     uint8_t d[32] = {0xab, 0xcd};
@@ -1497,6 +1513,8 @@ static void ledger_absorb(ledger_t *l, fg_engine_t *e) {
             cr_assert_lt(l->nwebhooks, 8);
             l->webhooks[l->nwebhooks++] = c->u.webhook;
             break;
+        case FG_CH_PRUNE:
+            break; /* trade() stores no answer old enough to be pruned */
         }
     }
     changes_free(&ch);
