@@ -128,6 +128,29 @@ class TestProducts(fg.TestCase):
                      "skus": [{"id": self.cat.sku1, "name": "stolen", "attributes": {}}]})
         self.assertProblem(r, 400, "invalid_field")
 
+    def test_sku_in_sale_cannot_be_removed(self):
+        s = self.srv
+        pid = fg.uid("ins")
+        body = {"name": "In sale", "specs": {},
+                "skus": [{"id": pid + "-a", "name": "A", "attributes": {}},
+                         {"id": pid + "-b", "name": "B", "attributes": {}}]}
+        self.assertStatus(s.admin("PUT", "/admin/v1/products/" + pid, body), 201)
+        self.assertStatus(s.admin("PUT", "/admin/v1/skus/%s-a/offers/DE" % pid,
+                                  {"price_minor": 100}), 200)
+        r = s.admin("POST", "/admin/v1/sales", {
+            "id": fg.uid("s"), "name": "S", "opens_at": fg.iso_in(-60), "limit_per_buyer": 1,
+            "hold_ttl_s": 60, "items": [{"sku": pid + "-a", "stock": 5, "markets": ["DE"]}]})
+        self.assertStatus(r, 201)
+        r = s.admin("PUT", "/admin/v1/products/" + pid,
+                    dict(body, skus=[{"id": pid + "-b", "name": "B", "attributes": {}}]))
+        self.assertProblem(r, 400, "invalid_field")
+        r = s.req("GET", "/v1/products/%s?market=DE" % pid)
+        self.assertEqual([k["id"] for k in r.body["skus"]], [pid + "-a", pid + "-b"])
+        # the SKU not in a sale can go
+        r = s.admin("PUT", "/admin/v1/products/" + pid,
+                    dict(body, skus=[{"id": pid + "-a", "name": "A2", "attributes": {}}]))
+        self.assertStatus(r, 200)
+
     def test_invalid_json(self):
         s = self.srv
         for raw in ('{"name": "W", ', "not json", '{"name": "W"} trailing', "[1,2", ""):

@@ -1,5 +1,6 @@
 """Holds: place, refusals (in the documented order), get, release, expiry."""
 
+import threading
 import time
 
 import fg
@@ -257,6 +258,97 @@ class TestHolds(fg.TestCase):
                          "held")
 
 
+class TestRaces(fg.TestCase):
+    def race(self, n, fn):
+        clients = [self.srv.client() for _ in range(n)]
+        for cl in clients:
+            self.assertEqual(cl.req("GET", "/healthz").status, 200)
+        barrier = threading.Barrier(n)
+        results = [None] * n
+
+        def worker(i):
+            try:
+                barrier.wait(timeout=10)
+                results[i] = fn(i, clients[i])
+            except Exception as e:  # asserted below
+                results[i] = e
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=30)
+        for cl in clients:
+            cl.close()
+        self.assertFalse(any(th.is_alive() for th in threads), "a request hung")
+        for r in results:
+            self.assertIsInstance(r, fg.Resp, r)
+        return results
+
+    def test_no_oversell_under_race(self):
+        # I1: 40 buyers race for 10 units
+        s = self.srv
+        c = fg.Catalog(s).create()
+        sid = c.sale(limit=1, items=[{"sku": c.acc, "stock": 10, "markets": ["DE", "FR"]}])
+        buyers = [fg.register(s, "DE" if i % 2 else "FR") for i in range(40)]
+        res = self.race(40, lambda i, cl: fg.hold(s, buyers[i], sid, c.acc, client=cl))
+        ok = [r for r in res if r.status == 201]
+        self.assertEqual(len(ok), 10, [r.status for r in res])
+        for r in res:
+            if r.status != 201:
+                self.assertProblem(r, 409, "sold_out")
+        st = fg.stats(s, sid)
+        self.assertEqual((st["available"], st["held"], st["sold"]), (0, 10, 0))
+        self.assertEqual(len({r.body["id"] for r in ok}), 10)
+
+    def test_limit_under_race(self):
+        # I2: one buyer, 12 concurrent holds with different keys, limit 2
+        s = self.srv
+        c = fg.Catalog(s).create()
+        sid = c.sale(limit=2, stock=100)
+        b = fg.register(s, "IN")
+        skus = [c.sku1, c.sku2, c.acc]
+        res = self.race(12, lambda i, cl: fg.hold(s, b, sid, skus[i % 3], client=cl))
+        ok = [r for r in res if r.status == 201]
+        self.assertEqual(len(ok), 2, [r.status for r in res])
+        for r in res:
+            if r.status != 201:
+                self.assertProblem(r, 403, "limit_reached")
+        self.assertEqual(fg.stats(s, sid)["held"], 2)
+
+    def test_order_race_one_hold(self):
+        # I4: 8 concurrent orders (different keys) of one hold: exactly one order
+        s = self.srv
+        c = fg.Catalog(s).create()
+        sid = c.sale(limit=2, stock=10)
+        b = fg.register(s, "DE")
+        h = fg.hold(s, b, sid, c.sku1).body
+        res = self.race(8, lambda i, cl: fg.order(s, b, h["id"], client=cl))
+        ok = [r for r in res if r.status == 201]
+        self.assertEqual(len(ok), 1, [r.status for r in res])
+        for r in res:
+            if r.status != 201:
+                self.assertProblem(r, 409, "hold_not_active")
+        self.assertEqual(len(s.req("GET", "/v1/me/orders", token=b.token).body["orders"]), 1)
+        st = fg.stats(s, sid)
+        self.assertEqual((st["sold"], st["held"]), (1, 0))
+
+    def test_release_race_one_hold(self):
+        s = self.srv
+        c = fg.Catalog(s).create()
+        sid = c.sale(limit=2, items=[{"sku": c.acc, "stock": 3, "markets": ["DE"]}])
+        b = fg.register(s, "DE")
+        h = fg.hold(s, b, sid, c.acc, quantity=2).body
+        res = self.race(8, lambda i, cl: cl.req("DELETE", "/v1/holds/" + h["id"],
+                                                 token=b.token))
+        self.assertEqual(len([r for r in res if r.status == 200]), 1, [r.status for r in res])
+        for r in res:
+            if r.status != 200:
+                self.assertProblem(r, 409, "hold_not_active")
+        self.assertEqual(fg.available(s, sid, c.acc, "DE"), 3, "units returned once (I4)")
+        self.assertEqual(fg.stats(s, sid)["released_total"], 1)
+
+
 class TestHoldExpiry(fg.TestCase):
     """The one slow test of this file: holds with hold_ttl_s=10 expire (I4)."""
 
@@ -271,7 +363,19 @@ class TestHoldExpiry(fg.TestCase):
         self.assertStatus(h2, 201)
         self.assertEqual(fg.available(s, sid, c.acc, "DE"), 3)
         self.assertProblem(fg.hold(s, b, sid, c.acc), 403, "limit_reached")
-        expires = fg.parse_time(h2.body["expires_at"])
+
+        # In the same wait: a second server whose hold expires while it is down.
+        s2 = fg.Server()
+        self.addCleanup(s2.cleanup)
+        s2.start()
+        c2 = fg.Catalog(s2).create()
+        sid2 = c2.sale(ttl=10, limit=2, items=[{"sku": c2.acc, "stock": 4, "markets": ["FR"]}])
+        b2 = fg.register(s2, "FR")
+        h3 = fg.hold(s2, b2, sid2, c2.acc, quantity=2)
+        self.assertStatus(h3, 201)
+        s2.stop()
+
+        expires = max(fg.parse_time(h2.body["expires_at"]), fg.parse_time(h3.body["expires_at"]))
         # wait until just past expires_at (bounded: at most 12 s)
         deadline = time.monotonic() + 12
         state = None
@@ -297,6 +401,17 @@ class TestHoldExpiry(fg.TestCase):
         self.assertEqual(st["available"], 5)
         # the limit is free again
         self.assertStatus(fg.hold(s, b, sid, c.acc, quantity=2), 201)
+
+        # the hold that expired while its server was down
+        s2.start()
+        r = s2.req("GET", "/v1/holds/" + h3.body["id"], token=b2.token)
+        self.assertStatus(r, 200)
+        self.assertEqual(r.body["state"], "expired")
+        self.assertEqual(fg.available(s2, sid2, c2.acc, "FR"), 4)
+        self.assertProblem(fg.order(s2, b2, h3.body["id"]), 409, "hold_expired")
+        st = fg.stats(s2, sid2)
+        self.assertEqual((st["available"], st["held"], st["expired_total"]), (4, 0, 1))
+        s2.stop()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Limits: body size, header size and count, URL length, string and list limits."""
 
 import json
+import time
 
 import fg
 
@@ -143,6 +144,34 @@ class TestLimits(fg.TestCase):
             if r is not None:
                 self.assertGreaterEqual(r.status, 400, (junk, r))
         self.assertEqual(self.srv.req("GET", "/readyz").status, 200)
+
+
+class TestRateLimit(fg.TestCase):
+    server_args = ["--rate-limit", "5"]
+
+    def test_registrations_and_holds_rate_limited(self):
+        s = self.srv
+        fg.ensure_markets(s)
+        statuses = []
+        limited = None
+        for _ in range(30):  # well over 5 per second, sent back to back
+            r = s.req("POST", "/v1/buyers", {"email": fg.email("rl"), "market": "DE"})
+            statuses.append(r.status)
+            if r.status == 429:
+                limited = r
+        self.assertIn(201, statuses)
+        self.assertIsNotNone(limited, "no 429 in 30 registrations at --rate-limit 5: %s"
+                             % statuses)
+        self.assertProblem(limited, 429, "rate_limited")
+        self.assertEqual(limited.headers.get("retry-after"), "1")
+        self.assertLessEqual(statuses.count(201), 12, statuses)
+        # reads are not limited
+        for _ in range(20):
+            self.assertEqual(s.req("GET", "/v1/markets").status, 200)
+        # a refused registration wrote nothing, and the limit lifts after a moment
+        time.sleep(1.2)
+        mail = fg.email("rl")
+        self.assertStatus(s.req("POST", "/v1/buyers", {"email": mail, "market": "DE"}), 201)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,8 @@ class TestOrders(fg.TestCase):
             self.assertProblem(r, 400, "invalid_field", field="limit")
         r = s.req("GET", "/v1/me/orders?limit=100", token=b.token)
         self.assertStatus(r, 200)
+        r = s.req("GET", "/v1/me/orders?cursor=garbage", token=b.token)
+        self.assertProblem(r, 400, "invalid_field", field="cursor")
 
 
 if __name__ == "__main__":
