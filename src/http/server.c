@@ -26,6 +26,7 @@
 #include "util/log.h"
 
 #define FG_STREAM_BLOCK_BYTES 16384
+#define FG_BODY_DISCARD_BYTES_MAX (4 * FG_BODY_BYTES_MAX)
 
 struct fg_http {
     struct MHD_Daemon *d;
@@ -43,6 +44,7 @@ typedef struct {
     char uri[FG_URL_BYTES_MAX + 1];
     bool uri_too_long;
     fg_buf_t body;
+    size_t body_bytes;                  /* received, kept or not */
     atomic_int state;
     fg_route_t route;
     int status;
@@ -273,12 +275,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
-        fg_buf_add(&r->body, upload_data, *upload_data_size);
+        /* MHD cannot answer in the middle of an upload, so an oversized (chunked) body is read
+         * and dropped up to FG_BODY_DISCARD_BYTES_MAX, answered 413 at its end, and a longer one
+         * closes the connection. */
+        r->body_bytes += *upload_data_size;
+        if (!r->body.overflow) fg_buf_add(&r->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        if (r->body.overflow)
-            return send_problem(r, method, 413, "body_too_large", "the body is over 64 KiB");
-        return MHD_YES;
+        return r->body_bytes <= FG_BODY_DISCARD_BYTES_MAX ? MHD_YES : MHD_NO;
     }
+    if (r->body.overflow)
+        return send_problem(r, method, 413, "body_too_large", "the body is over 64 KiB");
     return dispatch(r, method);
 }
 
