@@ -29,7 +29,7 @@ static void exec_register(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg__ok(cmd, 201, &b);
 }
 
-/* Trims, lower-cases and checks an address: one '@', something on each side, a dot after it,
+/* Trims white space (spaces, tabs, line ends), lower-cases and checks an address: one '@', something on each side, a dot after it,
  * no spaces or control characters. Full RFC 5322 is not the point: delivery proves an address. */
 static bool normalize_email(char *s) {
     size_t n = strlen(s);
@@ -49,6 +49,26 @@ static bool normalize_email(char *s) {
     return true;
 }
 
+/* The email, trimmed of surrounding white space (tabs and line ends too) before its checks. */
+static bool email_field(json_t *body, char out[FG_EMAIL_BYTES_MAX + 1], fg_api_answer_t *ans) {
+    json_t *v = json_object_get(body, "email");
+    const char *s = json_string_value(v);
+    if (s == NULL || strlen(s) != json_string_length(v)) {
+        fg_api_problem(ans, 400, "invalid_field", "email: required, a string");
+        return false;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)*s)) s++, n--;
+    while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
+    if (n == 0 || n > FG_EMAIL_BYTES_MAX) {
+        fg_api_problem(ans, 400, "invalid_field", "email: 1 to %d bytes", FG_EMAIL_BYTES_MAX);
+        return false;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
 fg_answer_kind_t fg__h_buyers(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
                               fg_api_slot_t *slot, fg_api_answer_t *ans) {
     static const char *const keys[] = {"email", "market", NULL};
@@ -57,9 +77,7 @@ fg_answer_kind_t fg__h_buyers(fg_api_t *api, const fg_api_request_t *rq, const c
     json_t *body = fg__parse_body(rq, ans);
     if (body == NULL) return FG_ANSWER_NOW;
     fg_buyer_params_t *bp = &p->u.buyer;
-    bool ok = fg__only_keys(body, keys, "", ans) &&
-              fg__str_field(body, "email", "email", true, FG_EMAIL_BYTES_MAX, bp->email,
-                            sizeof bp->email, ans) &&
+    bool ok = fg__only_keys(body, keys, "", ans) && email_field(body, bp->email, ans) &&
               fg__str_field(body, "market", "market", true, 2, bp->market, sizeof bp->market,
                             ans);
     json_decref(body);

@@ -97,10 +97,14 @@ static void export_free(fg_api_stream_t *base) {
     free(x);
 }
 
-fg_api_stream_t *fg_export_open(const char *data_dir, const char *sale_id, bool csv) {
+fg_api_stream_t *fg_export_open(const char *data_dir, const char *sale_id, bool csv,
+                                bool *no_such_sale) {
+    *no_such_sale = false;
     export_t *x = calloc(1, sizeof *x);
     if (x == NULL) return NULL;
-    if (fg_ledger_export_open(data_dir, sale_id, &x->x) != 0) {
+    int rc = fg_ledger_export_open(data_dir, sale_id, &x->x);
+    if (rc != 0) {
+        *no_such_sale = rc == -2;
         free(x);
         return NULL;
     }

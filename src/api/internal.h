@@ -116,6 +116,7 @@ void fg__render_sale(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *s, int6
 void fg__render_hold(fg_buf_t *b, const fg_engine_t *e, const fg_hold_t *h);
 void fg__render_order(fg_buf_t *b, const fg_order_row_t *o, bool with_buyer, const char *email);
 void fg__render_market(fg_buf_t *b, const fg_market_t *m);
+void fg__render_markets(fg_buf_t *b, const fg_pool_def_t *pool); /* ["IN","DE"] */
 void fg__render_product(fg_buf_t *b, const fg_product_t *p);
 void fg__render_offer(fg_buf_t *b, const fg_engine_t *e, const fg_offer_t *o);
 void fg__render_alternatives(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *sale,
@@ -212,7 +213,9 @@ fg_api_stream_t *fg_events_subscribe(fg_events_t *ev, const char *sale_id, uint6
 void fg_events_shutdown(fg_events_t *ev);
 
 /* ---- export ---- */
-fg_api_stream_t *fg_export_open(const char *data_dir, const char *sale_id, bool csv);
+/* NULL when it cannot start; *no_such_sale tells a 404 from a 503. */
+fg_api_stream_t *fg_export_open(const char *data_dir, const char *sale_id, bool csv,
+                                bool *no_such_sale);
 
 /* Streams are a small vtable so events and exports share the HTTP plumbing. */
 struct fg_api_stream {

@@ -109,7 +109,7 @@ void fg__render_alternatives(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t 
     fg_buf_str(b, "]");
 }
 
-static void render_markets(fg_buf_t *b, const fg_pool_def_t *pool) {
+void fg__render_markets(fg_buf_t *b, const fg_pool_def_t *pool) {
     fg_buf_str(b, "[");
     for (int k = 0; k < pool->market_count; k++) {
         char code[3];
@@ -145,7 +145,7 @@ void fg__render_sale(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *s, int6
         fg_buf_str(b, i ? ",{\"sku\":" : "{\"sku\":");
         fg_buf_json_str(b, s->def.pools[i].sku);
         fg_buf_str(b, ",\"markets\":");
-        render_markets(b, &s->def.pools[i]);
+        fg__render_markets(b, &s->def.pools[i]);
         if (full) fg_buf_printf(b, ",\"stock\":%lld", (long long)s->def.pools[i].stock);
         fg_buf_printf(b, ",\"available\":%lld}", (long long)fg_pool_available(s, i));
     }

@@ -288,6 +288,8 @@ static void exec_stats(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     for (int i = 0; i < s->def.pool_count; i++) {
         fg_buf_str(&b, i ? ",{\"sku\":" : "{\"sku\":");
         fg_buf_json_str(&b, s->def.pools[i].sku);
+        fg_buf_str(&b, ",\"markets\":");
+        fg__render_markets(&b, &s->def.pools[i]);
         fg_buf_printf(&b, ",\"stock\":%lld,\"available\":%lld,\"held\":%lld,\"sold\":%lld}",
                       (long long)s->def.pools[i].stock, (long long)fg_pool_available(s, i),
                       (long long)s->held[i], (long long)s->sold[i]);
@@ -316,9 +318,11 @@ fg_answer_kind_t fg__h_admin_export(fg_api_t *api, const fg_api_request_t *rq,
         return FG_ANSWER_NOW;
     }
     bool csv = strcmp(format, "csv") == 0;
-    ans->stream = fg_export_open(api->data_dir, p->id, csv);
+    bool no_sale = false;
+    ans->stream = fg_export_open(api->data_dir, p->id, csv, &no_sale);
     if (ans->stream == NULL) {
-        fg_api_problem(ans, 404, "not_found", "no such sale, or the ledger cannot be read");
+        if (no_sale) fg_api_problem(ans, 404, "not_found", "no such sale");
+        else fg_api_problem(ans, 503, "overloaded", "the ledger cannot be read now; retry");
         return FG_ANSWER_NOW;
     }
     ans->status = 200;

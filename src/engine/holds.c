@@ -450,6 +450,7 @@ fg_err_t fg_engine_payment(fg_engine_t *e, uint64_t order_id, bool succeeded, in
         o->row.state = FG_ORDER_PAID;
     } else {
         units_return(e, h, FG_HOLD_RELEASED, now_ms);
+        e->sales[h->sale_index]->released_total++;
         o->row.state = FG_ORDER_CANCELLED;
     }
     o->row.updated_at_ms = now_ms;
@@ -505,6 +506,21 @@ fg_err_t fg_engine_restore_order(fg_engine_t *e, const fg_order_row_t *row) {
         order_find(e, row->id) != NULL || row->state > FG_ORDER_CANCELLED)
         return fg__fail(e, FG_ERR_INVALID, "order %llu does not match its hold",
                         (unsigned long long)row->id);
+    fg_sale_t *s = e->sales[h->sale_index];
+    /* Every check comes before any change: a refused row stays with the caller. */
+    if (row->state == FG_ORDER_CANCELLED && h->heap_pos >= 0)
+        return fg__fail(e, FG_ERR_INVALID, "cancelled order %llu has an active hold",
+                        (unsigned long long)row->id);
+    if (row->state == FG_ORDER_PAID) {
+        uint32_t held, bought;
+        fg__counter_get(e, s->index, h->buyer_id, &held, &bought);
+        int64_t held_after = (int64_t)held - (h->heap_pos >= 0 ? h->quantity : 0);
+        int64_t avail_after = fg_pool_available(s, h->pool_index) +
+                              (h->heap_pos >= 0 ? h->quantity : 0) - h->quantity;
+        if (held_after + bought + h->quantity > s->def.limit_per_buyer || avail_after < 0)
+            return fg__fail(e, FG_ERR_INVALID, "order %llu breaks I1 or I2",
+                            (unsigned long long)row->id);
+    }
     fg_order_t *o = calloc(1, sizeof *o);
     if (o == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     o->row = *row;
@@ -513,7 +529,6 @@ fg_err_t fg_engine_restore_order(fg_engine_t *e, const fg_order_row_t *row) {
         free(o);
         return err;
     }
-    fg_sale_t *s = e->sales[h->sale_index];
     s->orders_total++;
     if (row->state == FG_ORDER_PAID) {
         /* The hold row says ordered; its units are sold, not held. */
@@ -523,16 +538,7 @@ fg_err_t fg_engine_restore_order(fg_engine_t *e, const fg_order_row_t *row) {
             fg__counter_add(e, s->index, h->buyer_id, -h->quantity, 0);
         }
         s->sold[h->pool_index] += h->quantity;
-        uint32_t held, bought;
-        fg__counter_get(e, s->index, h->buyer_id, &held, &bought);
-        if ((int64_t)held + bought + h->quantity > s->def.limit_per_buyer ||
-            fg_pool_available(s, h->pool_index) < 0)
-            return fg__fail(e, FG_ERR_INVALID, "order %llu breaks I1 or I2",
-                            (unsigned long long)row->id);
         fg__counter_add(e, s->index, h->buyer_id, 0, h->quantity);
-    } else if (row->state == FG_ORDER_CANCELLED && h->heap_pos >= 0) {
-        return fg__fail(e, FG_ERR_INVALID, "cancelled order %llu has an active hold",
-                        (unsigned long long)row->id);
     }
     return FG_OK;
 }

@@ -33,6 +33,7 @@ struct fg_http {
     fg_api_t *api;
     fg_http_metrics_t metrics;
     atomic_long active;                 /* requests between URI callback and completion */
+    atomic_bool closing;                /* refuse new connections */
     int port;
 };
 
@@ -329,6 +330,13 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     else atomic_fetch_sub(&h->metrics.connections, 1);
 }
 
+/* Refuses new connections once shutdown began. MHD_quiesce_daemon would do it too, but with
+ * epoll and a thread pool it can race a worker removing the listening socket and abort. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    fg_http_t *h = cls;
+    return atomic_load(&h->closing) ? MHD_NO : MHD_YES;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
@@ -392,10 +400,10 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)(cores > 0 ? cores : 1);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)FG_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -417,10 +425,7 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
 
 int fg_http_port(const fg_http_t *h) { return h->port; }
 
-void fg_http_quiesce(fg_http_t *h) {
-    MHD_socket fd = MHD_quiesce_daemon(h->d);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
-}
+void fg_http_quiesce(fg_http_t *h) { atomic_store(&h->closing, true); }
 
 long fg_http_drain(fg_http_t *h, int timeout_ms) {
     int64_t until = fg_clock_mono_ns() + (int64_t)timeout_ms * 1000000;

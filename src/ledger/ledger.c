@@ -1441,6 +1441,19 @@ static int export_page(fg_ledger_export_t *x) {
 }
 
 /* Finds the sale's last order now and binds the export to end there. */
+/* 1 when the sale exists, 0 when not, -1 on error. */
+static int export_sale_exists(fg_ledger_export_t *x, const char *sale_id, char *err,
+                              size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(x->db, "SELECT 1 FROM sales WHERE id = ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 1, sale_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    if (found < 0) failf(err, errlen, "%s", sqlite3_errmsg(x->db));
+    sqlite3_finalize(st);
+    return found;
+}
+
 static int export_bind(fg_ledger_export_t *x, const char *sale_id, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     int64_t last = 0;
@@ -1483,7 +1496,12 @@ int fg_ledger_export_open(const char *dir, const char *sale_id, fg_ledger_export
         failf(err, sizeof err, "%s", sqlite3_errmsg(x->db));
         goto fail;
     }
-    if (export_bind(x, sale_id, err, sizeof err) != 0) goto fail;
+    int exists = export_sale_exists(x, sale_id, err, sizeof err);
+    if (exists == 0) {
+        fg_ledger_export_close(x);
+        return -2;
+    }
+    if (exists < 0 || export_bind(x, sale_id, err, sizeof err) != 0) goto fail;
     *out = x;
     return 0;
 fail:

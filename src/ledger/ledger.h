@@ -71,7 +71,8 @@ typedef struct {
     char email[FG_EMAIL_BYTES_MAX + 1];   /* the buyer's */
 } fg_export_row_t;
 
-/* Opens DIR/floodgate.db read-only and starts reading sale_id's orders by id. 0 or -1. */
+/* Opens DIR/floodgate.db read-only and starts reading sale_id's orders by id. 0; -2 when the
+ * ledger has no such sale; -1 on error (logged). */
 FG_MUST_USE int fg_ledger_export_open(const char *dir, const char *sale_id,
                                       fg_ledger_export_t **out);
 /* 1 with a row, 0 at the end, -1 on error. */

@@ -10,6 +10,7 @@ Environment:
 Every wait here is bounded in time; every loop is bounded in count.
 """
 
+import atexit
 import hashlib
 import hmac
 import http.client
@@ -250,7 +251,8 @@ class Server:
     def start(self):
         binary = binary_path()
         if not os.path.exists(binary):
-            raise unittest.SkipTest("floodgate binary not found at %s (set FLOODGATE_BIN)" % binary)
+            # a failure, not a skip: a missing build must not pass CI
+            raise AssertionError("floodgate binary not found at %s (set FLOODGATE_BIN)" % binary)
         self.starts += 1
         port_file = os.path.join(self.tmp, "port")
         if os.path.exists(port_file):
@@ -383,6 +385,20 @@ class Server:
         sig = signature if signature is not None else self.sign(body, t=t, secret=secret)
         hdrs = {"Floodgate-Signature": sig} if sig else {}
         return self.req("POST", "/v1/payments/webhook", body=body, headers=hdrs)
+
+
+def _kill_leftover_servers():
+    """Last resort at interpreter exit: no server outlives the test process."""
+    for s in Server.all_servers:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.kill()
+            try:
+                s.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+atexit.register(_kill_leftover_servers)
 
 
 def sign(secret, raw_body, t=None):
@@ -558,28 +574,28 @@ class TestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.srv = Server(extra_args=cls.server_args)
-        try:
-            cls.srv.start()
-        except BaseException:
-            cls.srv.cleanup()
-            raise
+        # A class cleanup runs even when a subclass's setUpClass fails after this point
+        # (tearDownClass would not), so no server is left behind.
+        cls.addClassCleanup(cls._stop_class_server, cls.srv)
+        cls.srv.start()
 
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.srv
-        if srv is None:
-            return
+    @staticmethod
+    def _stop_class_server(srv):
         try:
-            srv.stop()
+            if srv.proc is not None:
+                srv.stop()
         finally:
             srv.cleanup()
 
     def run(self, result=None):
         before = (len(result.failures) + len(result.errors)) if result is not None else 0
+        n_servers = len(Server.all_servers)
         out = super().run(result)
         if result is not None and len(result.failures) + len(result.errors) > before:
-            for s in Server.all_servers:
-                if s.log_path and os.path.exists(s.log_path):
+            # the tail of the log of this class's server and of any server this test started
+            shown = [type(self).srv] + Server.all_servers[n_servers:]
+            for s in shown:
+                if s is not None and s.log_path and os.path.exists(s.log_path):
                     sys.stderr.write("\n[%s] %s\n" % (self.id(), s.log_tail()))
         return out
 

@@ -397,7 +397,60 @@ Test(catalog, offer_put_replaces_offer) {
     world_free(e);
 }
 
+Test(catalog, market_put_refuses_past_the_market_limit) {
+    fg_engine_t *e = fg_engine_new();
+    fg_market_t m = {.name = "M", .currency = "EUR"};
+    bool created;
+    for (int i = 0; i < FG_MARKETS_MAX; i++) {
+        m.code[0] = (char)('A' + i / 26);
+        m.code[1] = (char)('A' + i % 26);
+        EXPECT_ERR(e, fg_engine_market_put(e, &m, &created), FG_OK);
+    }
+    drop_changes(e);
+    snprintf(m.code, sizeof m.code, "ZZ");
+    EXPECT_ERR(e, fg_engine_market_put(e, &m, &created), FG_ERR_CAPACITY);
+    EXPECT_NO_CHANGES(e);
+    snprintf(m.code, sizeof m.code, "AA"); /* replacing one still works */
+    EXPECT_ERR(e, fg_engine_market_put(e, &m, &created), FG_OK);
+    cr_assert(!created);
+    drop_changes(e);
+    EQ(fg_engine_market_count(e), FG_MARKETS_MAX);
+    world_free(e);
+}
+
+Test(catalog, product_put_refuses_past_the_product_limit) {
+    fg_engine_t *e = fg_engine_new();
+    char id[16], sku[16];
+    bool created;
+    for (int i = 0; i <= FG_PRODUCTS_MAX; i++) {
+        snprintf(id, sizeof id, "p%d", i);
+        snprintf(sku, sizeof sku, "sku%d", i);
+        fg_product_t p = product_make(id, 1, (const char *const[]){sku});
+        fg_err_t want = i < FG_PRODUCTS_MAX ? FG_OK : FG_ERR_CAPACITY;
+        EXPECT_ERR(e, fg_engine_product_put(e, &p, &created), want);
+        if (want != FG_OK) fg_product_free(&p);
+    }
+    EQ(fg_engine_product_count(e), FG_PRODUCTS_MAX);
+    cr_assert_null(fg_engine_sku_get(e, "sku1000", NULL));
+    drop_changes(e);
+    world_free(e);
+}
+
 /* ---------------------------------------------------------------- sales */
+
+Test(sales, sale_create_refuses_past_the_sale_limit) {
+    fg_engine_t *e = catalog_new();
+    char id[16];
+    for (int i = 0; i <= FG_SALES_MAX; i++) {
+        snprintf(id, sizeof id, "s%d", i);
+        fg_sale_row_t d = sale_def(id);
+        fg_err_t want = i < FG_SALES_MAX ? FG_OK : FG_ERR_CAPACITY;
+        EXPECT_ERR(e, fg_engine_sale_create(e, &d, T0), want);
+    }
+    EQ(fg_engine_sale_count(e), FG_SALES_MAX);
+    drop_changes(e);
+    world_free(e);
+}
 
 Test(sales, sale_create_emits_record_and_clears_operator_flags) {
     fg_engine_t *e = catalog_new();
@@ -1557,7 +1610,8 @@ static fg_engine_t *ledger_restore(const ledger_t *l) {
             EXPECT_ERR(b, fg_engine_offer_put(b, c->u.offer, &created), FG_OK);
         }
     }
-    for (int i = 0; i < l->nsales; i++) EXPECT_ERR(b, fg_engine_restore_sale(b, &l->sales[i]), FG_OK);
+    for (int i = 0; i < l->nsales; i++)
+        EXPECT_ERR(b, fg_engine_restore_sale(b, &l->sales[i]), FG_OK);
     for (uint64_t id = 1; id <= l->max_buyer; id++)
         if (l->buyers[id].id) EXPECT_ERR(b, fg_engine_restore_buyer(b, &l->buyers[id]), FG_OK);
     for (uint64_t id = 1; id <= l->max_hold; id++)
@@ -1878,7 +1932,28 @@ Test(restore, refused_order_row_leaves_shipping_json_with_the_caller) {
                      "which restore.c frees on error: double free when the engine is freed");
 }
 
-Test(restore, restore_sale_and_buyer_refuse_duplicates) {
+/* A key reused after its first answer expired can appear twice in the ledger, oldest first. */
+Test(restore, restored_idem_key_seen_twice_keeps_the_newer_answer) {
+    fg_engine_t *e = world_new();
+    fg_engine_set_restoring(e, true);
+    fg_idem_row_t old = {.scope = 3, .key = "k", .fingerprint = {1}, .status = 201,
+                         .body = "{\"v\":1}", .created_at_ms = T0};
+    fg_idem_row_t newer = {.scope = 3, .key = "k", .fingerprint = {2}, .status = 409,
+                           .body = "{\"v\":2}", .created_at_ms = T0 + 1000};
+    EXPECT_ERR(e, fg_engine_restore_idem(e, &old), FG_OK);
+    EXPECT_ERR(e, fg_engine_restore_idem(e, &newer), FG_OK);
+    fg_engine_set_restoring(e, false);
+    EXPECT_NO_CHANGES(e);
+    const fg_idem_row_t *rec = NULL;
+    EQ(fg_engine_idem_lookup(e, 3, "k", newer.fingerprint, &rec), FG_IDEM_REPLAY);
+    EQ(rec->status, 409);
+    STREQ(rec->body, "{\"v\":2}");
+    EQ(rec->created_at_ms, T0 + 1000);
+    EQ(fg_engine_idem_lookup(e, 3, "k", old.fingerprint, &rec), FG_IDEM_MISMATCH);
+    world_free(e);
+}
+
+Test(restore, restore_refuses_duplicate_rows) {
     fg_engine_t *e = world_new();
     fg_engine_set_restoring(e, true);
     fg_sale_row_t d = sale_def("s1");

@@ -16,7 +16,9 @@
  * run then goes on with the restored engine, as a restarted server would.
  *
  * FG_SEED=n replays a seed, FG_MODEL_STEPS=n sets the length. The seed is printed at the start,
- * in every failure message, and when an engine assertion aborts the process.
+ * in every failure message, and when an engine assertion aborts the process, with the command
+ * that replays the run up to the failing step:
+ *   FG_SEED=n FG_MODEL_STEPS=m build/tests/test_engine_model --filter '*random_commands'
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -191,15 +193,18 @@ static run_t *g_run; /* for the abort handler */
 
 static void dump_recent(const run_t *r) {
     fprintf(stderr, "  last commands (oldest first):\n");
-    for (long i = r->step - RECENT_OPS + 1; i <= r->step; i++)
+    for (long i = r->step - RECENT_OPS + 1; i < r->step; i++)
         if (i >= 0) fprintf(stderr, "    #%ld %s\n", i, r->recent[i % RECENT_OPS]);
+    fprintf(stderr, "    #%ld %s (now=T0%+lld)  <- this step\n", r->step, r->op,
+            (long long)(r->m.now - T0));
 }
 
 static void on_abort(int sig) {
     if (g_run != NULL) {
         fprintf(stderr,
                 "\nengine assertion aborted the model test: seed=%llu step=%ld op=[%s]\n"
-                "  replay: FG_SEED=%llu FG_MODEL_STEPS=%ld\n",
+                "  replay: FG_SEED=%llu FG_MODEL_STEPS=%ld test_engine_model "
+                "--filter '*random_commands'\n",
                 (unsigned long long)g_run->seed, g_run->step, g_run->op,
                 (unsigned long long)g_run->seed, g_run->step + 1);
         dump_recent(g_run);
@@ -218,7 +223,8 @@ static void diverge(const run_t *r, const char *fmt, ...) {
     va_end(ap);
     dump_recent(r);
     cr_assert_fail("engine and model diverge: seed=%llu step=%ld op=[%s]\n  %s\n"
-                   "  replay: FG_SEED=%llu FG_MODEL_STEPS=%ld",
+                   "  replay: FG_SEED=%llu FG_MODEL_STEPS=%ld test_engine_model "
+                   "--filter '*random_commands'",
                    (unsigned long long)r->seed, r->step, r->op, msg,
                    (unsigned long long)r->seed, r->step + 1);
 }
@@ -501,10 +507,12 @@ static void new_sale(run_t *r, int layout) {
     snprintf(ms.id, sizeof ms.id, "%s", d.id);
     snprintf(d.name, sizeof d.name, "Flash %d", m->nsales);
     int64_t opens = m->nsales < 2 ? T0 + (layout == 0 ? 5000 : 0)
-                                  : m->now + rng_below(&r->rng, 20001);
+                                  : (m->now / 1000 + rng_below(&r->rng, 21)) * 1000;
+    /* Short sales (3 to 12 minutes, a few hundred steps), so that they close while buyers
+     * still hold units. */
     int64_t closes = 0;
-    if (m->nsales == 1 || (m->nsales >= 2 && rng_below(&r->rng, 2) == 0))
-        closes = opens + (20 + rng_below(&r->rng, 41)) * 60 * 1000LL;
+    if (m->nsales == 1 || (m->nsales >= 2 && rng_below(&r->rng, 3) != 0))
+        closes = opens + (180 + rng_below(&r->rng, 541)) * 1000LL;
     d.opens_at_ms = ms.opens = opens;
     d.closes_at_ms = ms.closes = closes;
     d.limit_per_buyer = ms.limit = 2;
@@ -647,9 +655,11 @@ static fg_engine_t *ledger_restore(run_t *r) {
     for (int i = 0; i < l->nsales; i++)
         RESTORE_OK(r, b, fg_engine_restore_sale(b, &l->sales[i]), "sale", (unsigned)i);
     for (uint64_t id = 1; id <= l->max_buyer; id++)
-        if (l->buyers[id].id) RESTORE_OK(r, b, fg_engine_restore_buyer(b, &l->buyers[id]), "buyer", id);
+        if (l->buyers[id].id)
+            RESTORE_OK(r, b, fg_engine_restore_buyer(b, &l->buyers[id]), "buyer", id);
     for (uint64_t id = 1; id <= l->max_hold; id++)
-        if (l->holds[id].id) RESTORE_OK(r, b, fg_engine_restore_hold(b, &l->holds[id]), "hold", id);
+        if (l->holds[id].id)
+            RESTORE_OK(r, b, fg_engine_restore_hold(b, &l->holds[id]), "hold", id);
     for (uint64_t id = 1; id <= l->max_order; id++) {
         if (l->orders[id].id == 0) continue;
         fg_order_row_t row = l->orders[id];
@@ -674,7 +684,8 @@ static void compare_sales(run_t *r, const fg_engine_t *e) {
             MEQF(r, s->def.pools[p].stock, ms->pools[p].stock, "sale %s pool %d stock", ms->id, p);
             MEQF(r, s->held[p], ms->pools[p].held, "sale %s pool %d held", ms->id, p);
             MEQF(r, s->sold[p], ms->pools[p].sold, "sale %s pool %d sold", ms->id, p);
-            MEQF(r, fg_pool_available(s, p), m_avail(&ms->pools[p]), "sale %s pool %d available", ms->id, p);
+            MEQF(r, fg_pool_available(s, p), m_avail(&ms->pools[p]), "sale %s pool %d available",
+                 ms->id, p);
         }
         fg_sale_state_t got = fg_engine_sale_state(s, m->now), want = m_state(ms, m->now);
         if (got != want)
@@ -742,12 +753,14 @@ static void compare_engines(run_t *r, const fg_engine_t *a, const fg_engine_t *b
         const mhold_t *mh = &r->m.holds[i];
         const fg_hold_t *ha = fg_engine_hold_get(a, mh->buyer, mh->id);
         const fg_hold_t *hb = fg_engine_hold_get(b, mh->buyer, mh->id);
-        MEQF(r, hb->ended_at_ms, ha->ended_at_ms, "restored hold %llu ended_at_ms", (unsigned long long)mh->id);
+        MEQF(r, hb->ended_at_ms, ha->ended_at_ms, "restored hold %llu ended_at_ms",
+             (unsigned long long)mh->id);
         MEQF(r, hb->created_at_ms, ha->created_at_ms, "restored hold %llu created_at_ms",
                  (unsigned long long)mh->id);
     }
     for (size_t i = 0; i < r->m.norders; i++) {
-        const fg_order_t *oa = fg_engine_order_get(a, 0, i + 1), *ob = fg_engine_order_get(b, 0, i + 1);
+        const fg_order_t *oa = fg_engine_order_get(a, 0, i + 1);
+        const fg_order_t *ob = fg_engine_order_get(b, 0, i + 1);
         if (strcmp(oa->row.shipping_json, ob->row.shipping_json) != 0)
             diverge(r, "restored order %zu shipping_json: \"%s\", live \"%s\"", i + 1,
                     ob->row.shipping_json, oa->row.shipping_json);
@@ -757,7 +770,8 @@ static void compare_engines(run_t *r, const fg_engine_t *a, const fg_engine_t *b
         const fg_order_t *oa = fg_engine_buyer_orders(a, bid), *ob = fg_engine_buyer_orders(b, bid);
         for (; oa != NULL && ob != NULL; oa = oa->next_of_buyer, ob = ob->next_of_buyer)
             MEQ(r, "restored buyer's order list", ob->row.id, oa->row.id);
-        if (oa != ob) diverge(r, "buyer %llu's order lists differ in length", (unsigned long long)bid);
+        if (oa != ob)
+            diverge(r, "buyer %llu's order lists differ in length", (unsigned long long)bid);
     }
 }
 
@@ -773,10 +787,12 @@ static void recs_text(const rec_t *v, size_t n, char *out, size_t cap) {
                                         "HOLD",   "ORDER",   "IDEM",    "WEBHOOK", "PRUNE"};
     size_t len = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < n && len + 40 < cap; i++)
+    for (size_t i = 0; i < n && len + 40 < cap; i++) {
+        unsigned k = (unsigned)v[i].kind;
         len += (size_t)snprintf(out + len, cap - len, "%s%s(%llu,%d)", i ? " " : "",
-                                (unsigned)v[i].kind < sizeof kinds / sizeof kinds[0] ? kinds[v[i].kind] : "?",
+                                k < sizeof kinds / sizeof kinds[0] ? kinds[k] : "?",
                                 (unsigned long long)v[i].id, v[i].state);
+    }
 }
 
 /* The step's change records must be the model's (as a multiset); then the ledger keeps them. */
@@ -846,12 +862,24 @@ static uint64_t pick_id(run_t *r, size_t count) {
     return count - (uint64_t)rng_below(&r->rng, (int)span);
 }
 
-/* A hold id for release and order: often one that is still active in the model (so closes and
- * blocked offers meet live holds), otherwise as pick_id. */
-static uint64_t pick_hold(run_t *r, int active_pct) {
+/* True when an active hold can no longer be ordered: its sale closed or its offer was blocked. */
+static bool m_stuck(const model_t *m, const mhold_t *h) {
+    const msale_t *s = &m->sales[h->sale];
+    const moffer_t *o = &m->offers[s->pools[h->pool].sku][h->market];
+    return h->state == FG_HOLD_HELD && (m_closed(s, m->now) || !o->exists || o->blocked);
+}
+
+/* A hold id for release and order: sometimes a stuck one (the rare paths of an order), often
+ * one that is still active in the model, otherwise as pick_id. */
+static uint64_t pick_hold(run_t *r, int stuck_pct, int active_pct) {
     const model_t *m = &r->m;
-    if (m->nactive > 0 && rng_below(&r->rng, 100) < active_pct)
+    int x = rng_below(&r->rng, 100);
+    if (x < stuck_pct) {
+        for (size_t i = 0; i < m->nactive; i++)
+            if (m_stuck(m, &m->holds[m->active[i]])) return m->holds[m->active[i]].id;
+    } else if (m->nactive > 0 && x < stuck_pct + active_pct) {
         return m->holds[m->active[rng_below(&r->rng, (int)m->nactive)]].id;
+    }
     return pick_id(r, m->nholds);
 }
 
@@ -890,7 +918,7 @@ static void cmd_hold(run_t *r) {
 
 static void cmd_release(run_t *r) {
     model_t *m = &r->m;
-    uint64_t id = pick_hold(r, 20);
+    uint64_t id = pick_hold(r, 0, 20);
     uint64_t b = id <= m->nholds && rng_below(&r->rng, 100) < 92 ? m->holds[id - 1].buyer
                                                                  : pick_buyer(r);
     snprintf(r->op, sizeof r->op, "release buyer=%llu hold=%llu", (unsigned long long)b,
@@ -903,7 +931,7 @@ static void cmd_release(run_t *r) {
 
 static void cmd_order(run_t *r) {
     model_t *m = &r->m;
-    uint64_t id = pick_hold(r, 35);
+    uint64_t id = pick_hold(r, 20, 30);
     bool known = id <= m->nholds;
     uint64_t b = known && rng_below(&r->rng, 100) < 92 ? m->holds[id - 1].buyer : pick_buyer(r);
     const char *country = known ? MARKETS[m->holds[id - 1].market] : "DE";
@@ -965,8 +993,19 @@ static void cmd_tick(run_t *r) {
     r->outcomes[OP_TICK][FG_OK]++;
 }
 
+/* A random active hold still in HELD state, or NULL. */
+static const mhold_t *pick_held(run_t *r) {
+    const model_t *m = &r->m;
+    if (m->nactive == 0) return NULL;
+    const mhold_t *h = &m->holds[m->active[rng_below(&r->rng, (int)m->nactive)]];
+    return h->state == FG_HOLD_HELD ? h : NULL;
+}
+
 static void cmd_flags(run_t *r, int op) {
     int si = rng_below(&r->rng, 100) < 90 ? r->m.slot[rng_below(&r->rng, 2)] : pick_sale(r);
+    /* An operator closing a sale usually meets buyers who still hold units in it. */
+    const mhold_t *held = op == OP_CLOSE && rng_below(&r->rng, 100) < 80 ? pick_held(r) : NULL;
+    if (held != NULL) si = held->sale;
     snprintf(r->op, sizeof r->op, "%s sale=%s", OP_NAMES[op], sale_name(r, si));
     const char *id = sale_name(r, si);
     fg_err_t got = op == OP_PAUSE    ? fg_engine_sale_pause(r->e, id, r->m.now)
@@ -995,9 +1034,16 @@ static void cmd_add_stock(run_t *r) {
  * or (one time in three) is blocked. */
 static void cmd_offer(run_t *r) {
     static const int which[3][2] = {{K_BLK, M_FR}, {K_WHT, M_DE}, {K_BLK, M_IN}};
-    const int *w = which[rng_below(&r->rng, 3)];
+    int pick = rng_below(&r->rng, 3);
+    /* Half the time, the offer of a hold someone still has (if it is one of the three). */
+    const mhold_t *held = rng_below(&r->rng, 2) ? pick_held(r) : NULL;
+    for (int i = 0; held != NULL && i < 3; i++)
+        if (which[i][0] == r->m.sales[held->sale].pools[held->pool].sku &&
+            which[i][1] == held->market)
+            pick = i;
+    const int *w = which[pick];
     const moffer_t *o = &r->m.offers[w[0]][w[1]];
-    bool block = !o->blocked && rng_below(&r->rng, 3) == 0;
+    bool block = !o->blocked && (held != NULL || rng_below(&r->rng, 3) == 0);
     int64_t price = 50000 + 100 * rng_below(&r->rng, 500);
     snprintf(r->op, sizeof r->op, "offer %s/%s %s", SKUS[w[0]], MARKETS[w[1]],
              block ? "blocked (legal hold)" : "priced");
@@ -1062,16 +1108,21 @@ static void step(run_t *r) {
     else if (x < 7600) cmd_payment(r);
     else if (x < 8300) cmd_tick(r);
     else if (x < 9500) {
-        int64_t dt = rng_below(&r->rng, 15001);
+        /* Mostly to a whole second 0 to 15 s on, so that the clock lands exactly on expiry,
+         * opening and closing times (all whole seconds); sometimes a few milliseconds. */
+        int64_t k = rng_below(&r->rng, 16);
+        int64_t dt = rng_below(&r->rng, 100) >= 80 ? 1 + rng_below(&r->rng, 999)
+                     : k == 0                      ? 0
+                                                   : (r->m.now / 1000 + k) * 1000 - r->m.now;
         r->m.now += dt;
         snprintf(r->op, sizeof r->op, "advance %lld ms", (long long)dt);
         r->outcomes[OP_ADVANCE][FG_OK]++;
     } else if (x < 9530) cmd_flags(r, OP_PAUSE);
     else if (x < 9650) cmd_flags(r, OP_RESUME);
     else if (x < 9780) cmd_add_stock(r);
-    else if (x < 9784) cmd_flags(r, OP_CLOSE);
-    else if (x < 9834) cmd_offer(r);
-    else if (x < 9884) cmd_register(r);
+    else if (x < 9792) cmd_flags(r, OP_CLOSE);
+    else if (x < 9886) cmd_offer(r);
+    else if (x < 9926) cmd_register(r);
     else cmd_new_sale(r);
 }
 
@@ -1241,7 +1292,8 @@ static void run_model(uint64_t seed, long steps) {
     r->rng.s = seed;
     g_run = r;
     signal(SIGABRT, on_abort);
-    fprintf(stderr, "engine model: seed=%llu steps=%ld (replay: FG_SEED=%llu FG_MODEL_STEPS=%ld)\n",
+    fprintf(stderr, "engine model: seed=%llu steps=%ld (replay: FG_SEED=%llu FG_MODEL_STEPS=%ld "
+                    "test_engine_model --filter '*random_commands')\n",
             (unsigned long long)seed, steps, (unsigned long long)seed, steps);
     double t0 = mono_s();
     world_setup(r);
