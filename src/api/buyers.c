@@ -3,6 +3,11 @@
  *
  * The token is "fgb_<id>_<secret>", the secret 32 random bytes in base64url. Only the secret's
  * BLAKE2b-256 hash is stored; the id in the token finds the buyer without an index of hashes.
+ *
+ * A registration's answer must replay for 24 hours (Idempotency-Key) and it holds the token.
+ * The stored copy therefore has the token sealed (XSalsa20-Poly1305) with a key derived from
+ * the client's Idempotency-Key, which the ledger keeps only as a hash: the ledger alone cannot
+ * give the token back, a retry that presents the key can.
  */
 #include <ctype.h>
 #include <sodium.h>
@@ -10,6 +15,67 @@
 #include <string.h>
 
 #include "api/internal.h"
+
+#define FG_SEAL_BYTES_MAX (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 160)
+
+static void seal_key(const char *raw_key, uint8_t key[crypto_secretbox_KEYBYTES]) {
+    static const char ctx[] = "floodgate-token-seal-v1";
+    crypto_generichash(key, crypto_secretbox_KEYBYTES, (const unsigned char *)raw_key,
+                       strlen(raw_key), (const unsigned char *)ctx, sizeof ctx - 1);
+}
+
+/* The answer, with the token in clear (to the client) or sealed (to the store). */
+static void render_buyer(fg_buf_t *b, const char *id, const char *email, const char *market,
+                         const char *token_key, const char *token) {
+    fg_buf_printf(b, "{\"id\":\"%s\",\"email\":", id);
+    fg_buf_json_str(b, email);
+    fg_buf_printf(b, ",\"market\":\"%s\",\"%s\":\"%s\"}", market, token_key, token);
+}
+
+/* base64url(nonce || secretbox(token)) into out. */
+static void seal(const char *raw_key, const char *token, char *out, size_t cap) {
+    uint8_t key[crypto_secretbox_KEYBYTES], box[FG_SEAL_BYTES_MAX];
+    size_t n = strlen(token);
+    FG_ASSERT(n + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES <= sizeof box);
+    seal_key(raw_key, key);
+    randombytes_buf(box, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, (const unsigned char *)token, n, box,
+                          key);
+    sodium_bin2base64(out, cap, box, crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + n,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(key, sizeof key);
+}
+
+static char *replay_register(fg_cmd_t *cmd, const char *stored) {
+    fg_api_cmd_t *p = fg__cmd_params(cmd);
+    json_t *j = json_loads(stored, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    const char *email = json_string_value(json_object_get(j, "email"));
+    const char *market = json_string_value(json_object_get(j, "market"));
+    const char *sealed = json_string_value(json_object_get(j, "token_sealed"));
+    uint8_t box[FG_SEAL_BYTES_MAX], key[crypto_secretbox_KEYBYTES];
+    char token[FG_SEAL_BYTES_MAX + 1];
+    size_t len = 0;
+    char *out = NULL;
+    if (id && email && market && sealed &&
+        sodium_base642bin(box, sizeof box, sealed, strlen(sealed), NULL, &len, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+        len > crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) {
+        seal_key(p->u.buyer.raw_key, key);
+        size_t n = len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+        if (crypto_secretbox_open_easy((unsigned char *)token, box + crypto_secretbox_NONCEBYTES,
+                                       len - crypto_secretbox_NONCEBYTES, box, key) == 0) {
+            token[n] = '\0';
+            fg_buf_t b;
+            fg_buf_init(&b, 4096);
+            render_buyer(&b, id, email, market, "token", token);
+            out = b.overflow ? (fg_buf_free(&b), NULL) : fg_buf_take(&b);
+        }
+        sodium_memzero(token, sizeof token);
+    }
+    json_decref(j);
+    return out;
+}
 
 static void exec_register(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
@@ -20,12 +86,19 @@ static void exec_register(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
         fg__engine_err(cmd, e, err);
         return;
     }
+    char id_text[24], token[FG_TOKEN_BYTES_MAX + 24], sealed[2 * FG_SEAL_BYTES_MAX];
+    snprintf(id_text, sizeof id_text, "b_%llu", (unsigned long long)id);
+    snprintf(token, sizeof token, "fgb_%llu_%s", (unsigned long long)id, bp->token);
+    seal(bp->raw_key, token, sealed, sizeof sealed);
+    fg_buf_t stored;
+    fg_buf_init(&stored, 4096);
+    render_buyer(&stored, id_text, bp->email, bp->market, "token_sealed", sealed);
+    free(cmd->idem_body);
+    cmd->idem_body = fg_buf_take(&stored);
     fg_buf_t b;
     fg_buf_init(&b, 4096);
-    fg_buf_printf(&b, "{\"id\":\"b_%llu\",\"email\":", (unsigned long long)id);
-    fg_buf_json_str(&b, bp->email);
-    fg_buf_printf(&b, ",\"market\":\"%s\",\"token\":\"fgb_%llu_%s\"}", bp->market,
-                  (unsigned long long)id, bp->token);
+    render_buyer(&b, id_text, bp->email, bp->market, "token", token);
+    sodium_memzero(token, sizeof token);
     fg__ok(cmd, 201, &b);
 }
 
@@ -74,6 +147,8 @@ fg_answer_kind_t fg__h_buyers(fg_api_t *api, const fg_api_request_t *rq, const c
     static const char *const keys[] = {"email", "market", NULL};
     fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_register);
     if (!fg__rate_ok(api, rq, ans) || !fg__idem(rq, &slot->cmd, 0, ans)) return FG_ANSWER_NOW;
+    slot->cmd.replay = replay_register;
+    snprintf(p->u.buyer.raw_key, sizeof p->u.buyer.raw_key, "%s", rq->idempotency_key);
     json_t *body = fg__parse_body(rq, ans);
     if (body == NULL) return FG_ANSWER_NOW;
     fg_buyer_params_t *bp = &p->u.buyer;

@@ -49,6 +49,7 @@ typedef struct {
     char market[3];
     char token[FG_TOKEN_BYTES_MAX + 1];
     uint8_t token_hash[32];
+    char raw_key[FG_IDEM_KEY_BYTES_MAX + 1]; /* the Idempotency-Key: seals the stored token */
 } fg_buyer_params_t;
 
 typedef struct {

@@ -153,7 +153,7 @@ static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
         free(cmd->body);
         cmd->status = rec->status;
         cmd->code = NULL;
-        cmd->body = strdup(rec->body);
+        cmd->body = cmd->replay ? cmd->replay(cmd, rec->body) : strdup(rec->body);
         cmd->replayed = true;
         if (cmd->body == NULL) set_answer(cmd, 503, "overloaded", "out of memory");
         return false;
@@ -189,7 +189,8 @@ static void apply(fg_writer_t *w, fg_cmd_t *cmd, int64_t now_ms) {
     if (cmd->has_idem && cmd->status >= 200 && cmd->status < 300) {
         const fg_idem_row_t *rec = NULL;
         if (fg_engine_idem_store(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint,
-                                 cmd->status, cmd->body, now_ms, &rec) == FG_OK) {
+                                 cmd->status, cmd->idem_body ? cmd->idem_body : cmd->body,
+                                 now_ms, &rec) == FG_OK) {
             cmd->idem_rec = rec;
         } else {
             /* The write stands (it is in the batch) but cannot be made idempotent: refuse

@@ -36,6 +36,10 @@ typedef void (*fg_cmd_exec_fn)(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms);
  * returns the writer no longer touches the command. */
 typedef void (*fg_cmd_done_fn)(fg_cmd_t *cmd);
 
+/* Builds the answer to replay from a stored one (malloc'd), for commands that store something
+ * other than their answer (see idem_body). NULL when it cannot. */
+typedef char *(*fg_cmd_replay_fn)(fg_cmd_t *cmd, const char *stored);
+
 /* Runs on the writer thread before the idempotency check: false refuses the command (it has set
  * the answer, e.g. 401 for a wrong token), so a stored answer is never shown to a stranger. */
 typedef bool (*fg_cmd_admit_fn)(fg_engine_t *e, fg_cmd_t *cmd);
@@ -52,12 +56,16 @@ struct fg_cmd {
     char idem_key[FG_IDEM_KEY_BYTES_MAX + 1];
     uint8_t fingerprint[32];
 
+    fg_cmd_replay_fn replay;            /* NULL: the stored answer is replayed as it is */
+
     /* the answer, written by exec or by the writer */
     int status;
     char *body;                         /* malloc'd JSON, owned by the command's owner */
     const char *code;                   /* problem code for errors, static */
     const char *content_type;           /* NULL: JSON (problem+json when code is set) */
     bool replayed;                      /* answer came from the idempotency store */
+    char *idem_body;                    /* when set, stored for replay instead of body (malloc'd,
+                                           owned like body): e.g. with a secret sealed */
 
     /* writer's own */
     const fg_idem_row_t *idem_rec;      /* stored answer awaiting its commit */

@@ -317,6 +317,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     FG_ASSERT(atomic_load(&r->state) != ST_PARKED);
     fg_api_slot_release(&r->slot);
     free(r->slot.cmd.body);
+    free(r->slot.cmd.idem_body);
     fg_buf_free(&r->body);
     free(r);
     *con_cls = NULL;
