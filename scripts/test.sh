@@ -10,9 +10,10 @@ logs=()
 run_suite() { # name, build dir, meson options...
   local name=$1 dir=$2; shift 2
   echo "== $name: build ($dir)"
-  if [ ! -f "$dir/build.ninja" ]; then
-    meson setup "$dir" "$@" >/dev/null || { echo "meson setup failed"; status=1; return; }
-  fi
+  # --reconfigure picks up test files added since the directory was set up.
+  local again=()
+  [ -f "$dir/build.ninja" ] && again=(--reconfigure)
+  meson setup "${again[@]}" "$dir" "$@" >/dev/null || { echo "meson setup failed"; status=1; return; }
   ninja -C "$dir" || { echo "build failed"; status=1; return; }
   echo "== $name: test"
   meson test -C "$dir" --num-processes 2 --print-errorlogs || status=1

@@ -261,14 +261,18 @@ static int serve(const options_t *o) {
     fg_http_quiesce(http);
     fg_api_shutdown_streams(api);
     fg_writer_stop(writer);
-    writer = NULL;
     long left = fg_http_drain(http, 5000);
     if (left > 0) FG_LOG_WARN("event=drain_incomplete parked=%ld", left);
     fg_http_stop(http);
+    fg_writer_free(writer);
+    writer = NULL;
     status = 0;
     FG_LOG_INFO("event=stopped");
 fail_http:
-    if (writer) fg_writer_stop(writer);
+    if (writer) {
+        fg_writer_stop(writer);
+        fg_writer_free(writer);
+    }
 fail_writer:
     fg_api_free(api);
 fail_secrets:

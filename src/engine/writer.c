@@ -491,6 +491,12 @@ void fg_writer_stop(fg_writer_t *w) {
     pthread_join(w->commit_thread, NULL);
     FG_ASSERT(w->gather.head == NULL && w->commit.head == NULL);
     fg_engine_free(w->engine);
+    w->engine = NULL;
+}
+
+void fg_writer_free(fg_writer_t *w) {
+    if (w == NULL) return;
+    FG_ASSERT(atomic_load(&w->stopping) && w->engine == NULL);
     close(w->wake_fd);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);

@@ -93,9 +93,11 @@ fg_writer_t *fg_writer_start(fg_ledger_t *ledger, fg_sale_change_fn on_change, v
 /* Queues a command; any thread. Returns false (and does not take it) when the queue is full or
  * the writer is stopping: the caller answers 503. */
 FG_MUST_USE bool fg_writer_submit(fg_writer_t *w, fg_cmd_t *cmd);
-/* Answers everything queued, commits the last batch, stops both threads, frees the writer.
- * The ledger stays open (the caller closes it). */
+/* Answers everything queued, commits the last batch, stops both threads. Later submits are
+ * refused, so the HTTP layer may still call it until it stops. The ledger stays open. */
 void fg_writer_stop(fg_writer_t *w);
+/* Frees a stopped writer; call it once nothing can submit any more (HTTP stopped). */
+void fg_writer_free(fg_writer_t *w);
 fg_writer_stats_t *fg_writer_stats(fg_writer_t *w);
 
 /* Rebuilds a fresh engine from the ledger (also used by tools). 0 or -1 with err. */
