@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "api/internal.h"
+#include "engine/payment.h"
 #include "util/clock.h"
 
 /* ---------------------------------------------------------------- holds */
@@ -197,12 +198,13 @@ static bool parse_payment(json_t *pay, fg_pay_method_t *method, fg_api_answer_t 
     if (!fg__only_keys(pay, keys, "payment.", ans) ||
         !fg__str_field(pay, "method", "payment.method", true, 10, m, sizeof m, ans))
         return false;
-    if (strcmp(m, "instant") == 0) *method = FG_PAY_INSTANT;
-    else if (strcmp(m, "webhook") == 0) *method = FG_PAY_WEBHOOK;
-    else {
-        fg_api_problem(ans, 400, "invalid_field", "payment.method: instant or webhook");
+    const fg_payment_provider_t *pp = fg_payment_provider_named(m);
+    if (pp == NULL) {
+        fg_api_problem(ans, 400, "invalid_field", "payment.method: %s",
+                       fg_payment_provider_names());
         return false;
     }
+    *method = pp->method;
     return true;
 }
 

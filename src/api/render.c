@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "engine/payment.h"
 
 static const char *const hold_states[] = {"held", "ordered", "released", "expired"};
 static const char *const order_states[] = {"pending_payment", "paid", "cancelled"};
-static const char *const pay_methods[] = {"instant", "webhook"};
 
 void fg__render_market(fg_buf_t *b, const fg_market_t *m) {
     fg_buf_str(b, "{\"code\":");
@@ -187,7 +187,7 @@ void fg__render_order(fg_buf_t *b, const fg_order_row_t *o, bool with_buyer, con
                   ",\"market\":\"%s\",\"quantity\":%d,\"state\":\"%s\",\"total_minor\":%lld,"
                   "\"currency\":\"%s\",\"payment\":{\"method\":\"%s\"},\"shipping\":",
                   market, o->quantity, order_states[o->state], (long long)o->total_minor,
-                  o->currency, pay_methods[o->method]);
+                  o->currency, fg_payment_provider_of((fg_pay_method_t)o->method)->name);
     fg_buf_str(b, o->shipping_json);
     fg_buf_json_key(b, "created_at", true);
     fg_buf_json_time(b, o->created_at_ms);

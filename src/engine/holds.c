@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
+#include "engine/payment.h"
 
 /* ---------------------------------------------------------------- expiry heap */
 
@@ -389,7 +390,7 @@ static fg_order_t *order_new(fg_engine_t *e, const fg_hold_t *h, const fg_offer_
     r->quantity = h->quantity;
     r->total_minor = offer->price_minor * h->quantity;
     memcpy(r->currency, m->currency, sizeof r->currency);
-    r->state = method == FG_PAY_INSTANT ? FG_ORDER_PAID : FG_ORDER_PENDING_PAYMENT;
+    r->state = (uint8_t)fg_payment_provider_of(method)->initial_state;
     r->method = (uint8_t)method;
     r->created_at_ms = r->updated_at_ms = now_ms;
     r->shipping_json = ship;
@@ -417,7 +418,7 @@ fg_err_t fg_engine_order(fg_engine_t *e, uint64_t buyer_id, uint64_t hold_id,
     h->state = FG_HOLD_ORDERED;
     h->order_id = o->row.id;
     e->sales[h->sale_index]->orders_total++;
-    if (method == FG_PAY_INSTANT) {
+    if (o->row.state == FG_ORDER_PAID) { /* the provider paid at once */
         h->ended_at_ms = now_ms;
         units_sell(e, h, now_ms);
     }
