@@ -37,12 +37,7 @@ static bool render_offered(fg_buf_t *b, const fg_engine_t *e, const fg_product_t
         if (o == NULL || o->blocked) continue;
         if (n == 0) {
             if (comma) fg_buf_str(b, ",");
-            fg_buf_str(b, "{\"id\":");
-            fg_buf_json_str(b, p->id);
-            fg_buf_json_key(b, "name", true);
-            fg_buf_json_str(b, p->name);
-            fg_buf_json_key(b, "specs", true);
-            fg_buf_str(b, p->specs_json);
+            fg__render_product_head(b, p);
             fg_buf_str(b, ",\"skus\":[");
         }
         fg_buf_str(b, n++ ? ",{\"id\":" : "{\"id\":");
@@ -126,12 +121,7 @@ static void exec_product(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     }
     fg_buf_t b;
     fg_buf_init(&b, 1 << 20);
-    fg_buf_str(&b, "{\"id\":");
-    fg_buf_json_str(&b, prod->id);
-    fg_buf_json_key(&b, "name", true);
-    fg_buf_json_str(&b, prod->name);
-    fg_buf_json_key(&b, "specs", true);
-    fg_buf_str(&b, prod->specs_json);
+    fg__render_product_head(&b, prod);
     fg_buf_printf(&b, ",\"market\":\"%s\",\"skus\":[", p->id2);
     for (int i = 0; i < prod->sku_count; i++) {
         if (i) fg_buf_str(&b, ",");

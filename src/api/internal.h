@@ -119,6 +119,8 @@ void fg__render_order(fg_buf_t *b, const fg_order_row_t *o, bool with_buyer, con
 void fg__render_market(fg_buf_t *b, const fg_market_t *m);
 void fg__render_markets(fg_buf_t *b, const fg_pool_def_t *pool); /* ["IN","DE"] */
 void fg__render_product(fg_buf_t *b, const fg_product_t *p);
+/* {"id","name","specs" of a product, without its SKUs and without closing the object. */
+void fg__render_product_head(fg_buf_t *b, const fg_product_t *p);
 void fg__render_offer(fg_buf_t *b, const fg_engine_t *e, const fg_offer_t *o);
 void fg__render_alternatives(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *sale,
                              const char *product_id, const char *exclude_sku, const char *market);

@@ -23,13 +23,17 @@ void fg__render_market(fg_buf_t *b, const fg_market_t *m) {
     fg_buf_str(b, "}");
 }
 
-void fg__render_product(fg_buf_t *b, const fg_product_t *p) {
+void fg__render_product_head(fg_buf_t *b, const fg_product_t *p) {
     fg_buf_str(b, "{\"id\":");
     fg_buf_json_str(b, p->id);
     fg_buf_json_key(b, "name", true);
     fg_buf_json_str(b, p->name);
     fg_buf_json_key(b, "specs", true);
     fg_buf_str(b, p->specs_json);
+}
+
+void fg__render_product(fg_buf_t *b, const fg_product_t *p) {
+    fg__render_product_head(b, p);
     fg_buf_str(b, ",\"skus\":[");
     for (int i = 0; i < p->sku_count; i++) {
         fg_buf_str(b, i ? ",{\"id\":" : "{\"id\":");

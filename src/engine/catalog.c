@@ -55,16 +55,6 @@ const fg_market_t *fg_engine_market_at(const fg_engine_t *e, int i) { return e->
 
 /* ---------------------------------------------------------------- products */
 
-void fg_product_free(fg_product_t *p) {
-    if (p == NULL) return;
-    for (int i = 0; i < p->sku_count; i++) free(p->skus[i].attributes_json);
-    free(p->skus);
-    free(p->specs_json);
-    p->skus = NULL;
-    p->specs_json = NULL;
-    p->sku_count = 0;
-}
-
 /* True when some sale sells this SKU: such a SKU cannot leave its product. */
 static bool sku_in_sale(const fg_engine_t *e, const char *sku) {
     for (int i = 0; i < e->sale_count; i++)

@@ -1,9 +1,19 @@
 /*
- * change.c — releasing what a change record owns; see types.h.
+ * change.c — releasing what a change record or a product owns; see types.h.
  */
 #include <stdlib.h>
 
 #include "engine/types.h"
+
+void fg_product_free(fg_product_t *p) {
+    if (p == NULL) return;
+    for (int i = 0; i < p->sku_count; i++) free(p->skus[i].attributes_json);
+    free(p->skus);
+    free(p->specs_json);
+    p->skus = NULL;
+    p->specs_json = NULL;
+    p->sku_count = 0;
+}
 
 void fg_change_release(fg_change_t *c) {
     switch ((fg_change_kind_t)c->kind) {

@@ -106,7 +106,6 @@ const fg_market_t *fg_engine_market_at(const fg_engine_t *e, int i);
 
 /* Takes ownership of *p (and its strings) on FG_OK; on error the caller still owns it. */
 FG_MUST_USE fg_err_t fg_engine_product_put(fg_engine_t *e, fg_product_t *p, bool *created);
-void fg_product_free(fg_product_t *p);
 const fg_product_t *fg_engine_product_get(const fg_engine_t *e, const char *id);
 int fg_engine_product_count(const fg_engine_t *e);
 const fg_product_t *fg_engine_product_at(const fg_engine_t *e, int i);

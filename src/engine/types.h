@@ -198,6 +198,9 @@ typedef struct {
     } u;
 } fg_change_t;
 
+/* Frees what a product owns (specs, SKUs and their attributes), not the struct itself. */
+void fg_product_free(fg_product_t *p);
+
 /* Frees what a change owns (sale and buyer copies). Safe on every kind. */
 void fg_change_release(fg_change_t *c);
 

@@ -1082,14 +1082,6 @@ static int load_market(fg_ledger_t *l, rd_t *r, const fg_ledger_visitor_t *v, vo
     return rd_visit(r, v->market(ctx, &m));
 }
 
-static void product_free(fg_product_t *p) {
-    for (int i = 0; i < p->sku_count; i++) free(p->skus[i].attributes_json);
-    free(p->skus);
-    free(p->specs_json);
-    p->skus = NULL;
-    p->specs_json = NULL;
-    p->sku_count = 0;
-}
 
 /* Reads one SKU row into the next slot of p->skus, growing it. */
 static int load_sku_row(rd_t *r, fg_product_t *p, int *cap) {
@@ -1150,7 +1142,7 @@ static int load_product(fg_ledger_t *l, rd_t *r, const fg_ledger_visitor_t *v, v
     /* From here the visitor owns p's allocations, whatever it answers. */
     return rd_visit(r, v->product(ctx, &p));
 fail:
-    product_free(&p);
+    fg_product_free(&p);
     return -1;
 }
 
