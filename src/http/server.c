@@ -315,6 +315,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     /* A parked request is never completed before the writer answered it: MHD does not time out
      * suspended connections. */
     FG_ASSERT(atomic_load(&r->state) != ST_PARKED);
+    /* Resumed but closed before its answer was queued (the client went away). */
+    if (atomic_load(&r->state) == ST_READY) atomic_fetch_sub(&h->metrics.parked, 1);
     fg_api_slot_release(&r->slot);
     free(r->slot.cmd.body);
     free(r->slot.cmd.idem_body);
