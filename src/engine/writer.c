@@ -82,6 +82,7 @@ bool fg_writer_submit(fg_writer_t *w, fg_cmd_t *cmd) {
         return false;
     }
     cmd->idem_rec = NULL;
+    FG_ASSERT(!cmd->has_idem || cmd->idem_key[0] != '\0'); /* the ledger refuses empty keys */
     fg_cmd_t *head = atomic_load_explicit(&w->inbox, memory_order_relaxed);
     do {
         cmd->next = head;
@@ -154,8 +155,8 @@ static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
         cmd->status = rec->status;
         cmd->code = NULL;
         cmd->body = cmd->replay ? cmd->replay(cmd, rec->body) : strdup(rec->body);
-        cmd->replayed = true;
-        if (cmd->body == NULL) set_answer(cmd, 503, "overloaded", "out of memory");
+        cmd->replayed = cmd->body != NULL;
+        if (cmd->body == NULL) set_answer(cmd, 503, "overloaded", "the stored answer cannot be replayed");
         return false;
     case FG_IDEM_IN_FLIGHT:
         set_answer(cmd, 409, "idempotency_in_progress",
@@ -274,7 +275,8 @@ static void rebuild(fg_writer_t *w, int64_t now_ms) {
         return;
     }
     w->engine = e;
-    memset(w->sale_versions, 0, (size_t)w->sale_slots * sizeof *w->sale_versions);
+    if (w->sale_slots > 0)
+        memset(w->sale_versions, 0, (size_t)w->sale_slots * sizeof *w->sale_versions);
     atomic_store(&w->stats.ready, true);
 }
 
@@ -283,8 +285,9 @@ static void rebuild(fg_writer_t *w, int64_t now_ms) {
 static void collect(fg_writer_t *w, int64_t now_ms) {
     pthread_mutex_lock(&w->mu);
     bool done = w->commit_done;
-    batch_t b = w->commit;
+    batch_t b = {0};
     if (done) {
+        b = w->commit;
         memset(&w->commit, 0, sizeof w->commit);
         w->commit_done = false;
         w->commit_busy = false;
@@ -387,9 +390,11 @@ static bool idle(fg_writer_t *w) {
     pthread_mutex_lock(&w->mu);
     bool busy = w->commit_busy;
     pthread_mutex_unlock(&w->mu);
+    /* entering before inbox: a submitter that passed its stop check is either still counted
+     * in entering or has already pushed. */
     return !busy && w->gather.head == NULL &&
            (w->engine == NULL || fg_engine_pending_changes(w->engine) == 0) &&
-           atomic_load(&w->inbox) == NULL && atomic_load(&w->entering) == 0;
+           atomic_load(&w->entering) == 0 && atomic_load(&w->inbox) == NULL;
 }
 
 static void *writer_main(void *arg) {
