@@ -156,7 +156,8 @@ static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
         cmd->code = NULL;
         cmd->body = cmd->replay ? cmd->replay(cmd, rec->body) : strdup(rec->body);
         cmd->replayed = cmd->body != NULL;
-        if (cmd->body == NULL) set_answer(cmd, 503, "overloaded", "the stored answer cannot be replayed");
+        if (cmd->body == NULL)
+            set_answer(cmd, 503, "overloaded", "the stored answer cannot be replayed");
         return false;
     case FG_IDEM_IN_FLIGHT:
         set_answer(cmd, 409, "idempotency_in_progress",
