@@ -21,7 +21,6 @@
  *   FG_SEED=n FG_MODEL_STEPS=m build/tests/test_engine_model --filter '*random_commands'
  */
 #include <criterion/criterion.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -31,73 +30,17 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "model_support.h"
 
-#define T0 1800000000000LL
 #define STEPS_DEFAULT 100000L
 #define RESTORE_EVERY 10000L
 #define SEED_DEFAULT 0x5eedf100d5a1e5ULL
 #define BUYERS_START 50
 #define BUYERS_MAX 160
 #define SALES_MAX 900 /* below FG_SALES_MAX: the run stops replacing sales there */
-#define RECENT 64      /* commands pick mostly among the newest holds and orders */
-#define RECENT_OPS 24  /* commands printed on failure */
 #define OP_TEXT 200
 
-enum { M_DE, M_FR, M_IN, M_US, NMARKETS };
-static const char *const MARKETS[NMARKETS] = {"DE", "FR", "IN", "US"};
-static const char *const CURRENCIES[NMARKETS] = {"EUR", "EUR", "INR", "USD"};
-enum { K_BLK, K_WHT, K_CASE, K_GHOST, NSKUS }; /* K_GHOST is in no catalog */
-static const char *const SKUS[NSKUS] = {"px-blk-128", "px-wht-256", "case-1", "ghost-9"};
-
-static const char *const ERR_NAMES[] = {
-    "OK",          "NOT_FOUND",    "INVALID",     "SOLD_OUT",       "SALE_NOT_OPEN",
-    "LIMIT",       "NOT_OFFERED",  "HOLD_EXPIRED", "HOLD_NOT_ACTIVE", "BUYER_EXISTS",
-    "UNAUTHORIZED", "CAPACITY",
-};
-#define NERRS ((int)(sizeof ERR_NAMES / sizeof ERR_NAMES[0]))
-
-static const char *err_name(fg_err_t e) {
-    return (unsigned)e < (unsigned)NERRS ? ERR_NAMES[e] : "?";
-}
-
-/* ---------------------------------------------------------------- PRNG (splitmix64) */
-
-typedef struct {
-    uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n); the modulo bias is far below anything that matters here. */
-static int rng_below(rng_t *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
-
 /* ---------------------------------------------------------------- the model */
-
-typedef struct {
-    bool exists, blocked;
-    int64_t price;
-} moffer_t;
-
-typedef struct {
-    int sku;
-    int markets[4];
-    int nm;
-    int64_t stock, held, sold;
-} mpool_t;
-
-typedef struct {
-    char id[FG_ID_BYTES_MAX + 1];
-    int64_t opens, closes;
-    int limit, ttl_s;
-    bool paused, closed;
-    int npools;
-    mpool_t pools[4];
-} msale_t;
 
 typedef struct {
     uint64_t id;
@@ -191,12 +134,8 @@ typedef struct {
 
 static run_t *g_run; /* for the abort handler */
 
-static void dump_recent(const run_t *r) {
-    fprintf(stderr, "  last commands (oldest first):\n");
-    for (long i = r->step - RECENT_OPS + 1; i < r->step; i++)
-        if (i >= 0) fprintf(stderr, "    #%ld %s\n", i, r->recent[i % RECENT_OPS]);
-    fprintf(stderr, "    #%ld %s (now=T0%+lld)  <- this step\n", r->step, r->op,
-            (long long)(r->m.now - T0));
+static void run_dump_recent(const run_t *r) {
+    dump_recent((const char *)r->recent, sizeof r->recent[0], r->step, r->op, r->m.now);
 }
 
 static void on_abort(int sig) {
@@ -207,7 +146,7 @@ static void on_abort(int sig) {
                 "--filter '*random_commands'\n",
                 (unsigned long long)g_run->seed, g_run->step, g_run->op,
                 (unsigned long long)g_run->seed, g_run->step + 1);
-        dump_recent(g_run);
+        run_dump_recent(g_run);
     }
     signal(sig, SIG_DFL);
     raise(sig);
@@ -221,40 +160,12 @@ static void diverge(const run_t *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    dump_recent(r);
+    run_dump_recent(r);
     cr_assert_fail("engine and model diverge: seed=%llu step=%ld op=[%s]\n  %s\n"
                    "  replay: FG_SEED=%llu FG_MODEL_STEPS=%ld test_engine_model "
                    "--filter '*random_commands'",
                    (unsigned long long)r->seed, r->step, r->op, msg,
                    (unsigned long long)r->seed, r->step + 1);
-}
-
-#define MEQ(r, what, got, want)                                                               \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        if (g_ != w_) diverge((r), "%s: engine %lld, model %lld", (what), g_, w_);            \
-    } while (0)
-
-/* Like MEQ, with a label formatted only when the values differ (this runs millions of times). */
-#define MEQF(r, got, want, ...)                                                               \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        if (g_ != w_) {                                                                       \
-            char what_[160];                                                                  \
-            snprintf(what_, sizeof what_, __VA_ARGS__);                                       \
-            diverge((r), "%s: engine %lld, model %lld", what_, g_, w_);                       \
-        }                                                                                     \
-    } while (0)
-
-static void *grow(void *p, size_t *cap, size_t need, size_t size) {
-    if (need <= *cap) return p;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(p, c * size);
-    cr_assert_not_null(q, "out of memory");
-    memset((char *)q + *cap * size, 0, (c - *cap) * size);
-    *cap = c;
-    return q;
 }
 
 /* ---------------------------------------------------------------- model rules */
@@ -266,30 +177,6 @@ static void expect_rec(model_t *m, int kind, uint64_t id, int state) {
 
 static int32_t *cnt(int32_t *a, uint64_t buyer, int sale) {
     return &a[buyer * SALES_MAX + (uint64_t)sale];
-}
-
-static int64_t m_avail(const mpool_t *p) { return p->stock - p->held - p->sold; }
-
-static bool m_closed(const msale_t *s, int64_t now) {
-    return s->closed || (s->closes != 0 && now >= s->closes);
-}
-
-static fg_sale_state_t m_state(const msale_t *s, int64_t now) {
-    if (m_closed(s, now)) return FG_SALE_CLOSED;
-    if (s->paused) return FG_SALE_PAUSED;
-    if (now < s->opens) return FG_SALE_SCHEDULED;
-    for (int i = 0; i < s->npools; i++)
-        if (m_avail(&s->pools[i]) > 0) return FG_SALE_OPEN;
-    return FG_SALE_SOLD_OUT;
-}
-
-static int m_pool_of(const msale_t *s, int sku, int market) {
-    for (int i = 0; i < s->npools; i++) {
-        if (s->pools[i].sku != sku) continue;
-        for (int k = 0; k < s->pools[i].nm; k++)
-            if (s->pools[i].markets[k] == market) return i;
-    }
-    return -1;
 }
 
 static void m_activate(model_t *m, mhold_t *h) {
@@ -338,17 +225,10 @@ static fg_err_t m_hold(model_t *m, int si, uint64_t buyer, int sku, int market, 
                        uint64_t *id) {
     if (si < 0) return FG_ERR_NOT_FOUND;
     msale_t *s = &m->sales[si];
-    if (qty < 1 || qty > FG_LIMIT_PER_BUYER_MAX) return FG_ERR_INVALID;
-    if (market != m->buyers[buyer - 1].market) return FG_ERR_INVALID;
-    bool in_sale = false;
-    for (int i = 0; i < s->npools; i++) in_sale |= s->pools[i].sku == sku;
-    if (!in_sale) return FG_ERR_INVALID;
-    int pool = m_pool_of(s, sku, market);
-    const moffer_t *o = &m->offers[sku][market];
-    if (!o->exists || o->blocked || pool < 0) return FG_ERR_NOT_OFFERED;
-    fg_sale_state_t st = m_state(s, m->now);
-    if (st == FG_SALE_SOLD_OUT) return FG_ERR_SOLD_OUT;
-    if (st != FG_SALE_OPEN) return FG_ERR_SALE_NOT_OPEN;
+    int pool;
+    fg_err_t err = m_hold_admit(s, &m->offers[sku][market], m->buyers[buyer - 1].market, sku,
+                                market, qty, m->now, &pool);
+    if (err != FG_OK) return err;
     if (*cnt(m->cnt_held, buyer, si) + *cnt(m->cnt_bought, buyer, si) + qty > s->limit)
         return FG_ERR_LIMIT_REACHED;
     if (m_avail(&s->pools[pool]) < qty) return FG_ERR_SOLD_OUT;
@@ -463,16 +343,9 @@ static fg_err_t m_flags(model_t *m, int si, int paused, bool close) {
 static fg_err_t m_add_stock(model_t *m, int si, int sku, int market, int64_t add) {
     if (si < 0) return FG_ERR_NOT_FOUND;
     msale_t *s = &m->sales[si];
-    if (add < 1 || add > FG_STOCK_MAX) return FG_ERR_INVALID;
-    int pool = -1, matches = 0;
-    for (int i = 0; i < s->npools; i++) {
-        if (s->pools[i].sku != sku) continue;
-        if (market >= 0 && m_pool_of(s, sku, market) != i) continue;
-        pool = i;
-        matches++;
-    }
-    if (matches != 1) return FG_ERR_INVALID;
-    if (s->pools[pool].stock + add > FG_STOCK_MAX) return FG_ERR_INVALID;
+    int pool;
+    fg_err_t err = m_stock_pool(s, sku, market, add, &pool);
+    if (err != FG_OK) return err;
     s->pools[pool].stock += add;
     expect_rec(m, FG_CH_SALE, (uint64_t)si, 0);
     return FG_OK;
@@ -480,57 +353,13 @@ static fg_err_t m_add_stock(model_t *m, int si, int sku, int market, int64_t add
 
 /* ---------------------------------------------------------------- engine <-> model */
 
-static void pool_def(fg_pool_def_t *p, mpool_t *mp, int sku, int64_t stock, int m1, int m2,
-                     int m3) {
-    memset(p, 0, sizeof *p);
-    memset(mp, 0, sizeof *mp);
-    snprintf(p->sku, sizeof p->sku, "%s", SKUS[sku]);
-    p->stock = mp->stock = stock;
-    mp->sku = sku;
-    int ms[3] = {m1, m2, m3};
-    for (int i = 0; i < 3; i++) {
-        if (ms[i] < 0) continue;
-        p->markets[p->market_count++] = fg_mcode(MARKETS[ms[i]]);
-        mp->markets[mp->nm++] = ms[i];
-    }
-}
-
-/* Creates sale number m->nsales in both, from one of two layouts: A has the phone in a pool
- * shared by DE and FR plus pools of its own for IN and US; B shares one pool between FR, IN and
- * US (where the phone is blocked) and the white phone between DE and FR. */
+/* Creates sale number m->nsales in both, from one of two layouts (sale_make). */
 static void new_sale(run_t *r, int layout) {
     model_t *m = &r->m;
     cr_assert_lt(m->nsales, SALES_MAX);
-    fg_sale_row_t d = {0};
-    msale_t ms = {0};
-    snprintf(d.id, sizeof d.id, "s%d", m->nsales);
-    snprintf(ms.id, sizeof ms.id, "%s", d.id);
-    snprintf(d.name, sizeof d.name, "Flash %d", m->nsales);
-    int64_t opens = m->nsales < 2 ? T0 + (layout == 0 ? 5000 : 0)
-                                  : (m->now / 1000 + rng_below(&r->rng, 21)) * 1000;
-    /* Short sales (3 to 12 minutes, a few hundred steps), so that they close while buyers
-     * still hold units. */
-    int64_t closes = 0;
-    if (m->nsales == 1 || (m->nsales >= 2 && rng_below(&r->rng, 3) != 0))
-        closes = opens + (180 + rng_below(&r->rng, 541)) * 1000LL;
-    d.opens_at_ms = ms.opens = opens;
-    d.closes_at_ms = ms.closes = closes;
-    d.limit_per_buyer = ms.limit = 2;
-    d.hold_ttl_s = ms.ttl_s = 10 + rng_below(&r->rng, 21);
-    if (layout == 0) {
-        d.pool_count = ms.npools = 4;
-        pool_def(&d.pools[0], &ms.pools[0], K_BLK, 4, M_DE, M_FR, -1);
-        pool_def(&d.pools[1], &ms.pools[1], K_BLK, 2, M_IN, -1, -1);
-        pool_def(&d.pools[2], &ms.pools[2], K_BLK, 2, M_US, -1, -1);
-        pool_def(&d.pools[3], &ms.pools[3], K_WHT, 2, M_DE, -1, -1);
-    } else {
-        d.pool_count = ms.npools = 3;
-        pool_def(&d.pools[0], &ms.pools[0], K_BLK, 3, M_DE, -1, -1);
-        pool_def(&d.pools[1], &ms.pools[1], K_BLK, 3, M_FR, M_IN, M_US);
-        pool_def(&d.pools[2], &ms.pools[2], K_WHT, 2, M_DE, M_FR, -1);
-    }
-    snprintf(r->op, sizeof r->op, "new_sale %s layout=%c opens=+%lld closes=%lld ttl=%d", d.id,
-             'A' + layout, (long long)(opens - m->now), (long long)closes, d.hold_ttl_s);
+    fg_sale_row_t d;
+    msale_t ms;
+    sale_make(&r->rng, m->nsales, layout, m->now, &d, &ms, r->op, sizeof r->op);
     fg_err_t got = fg_engine_sale_create(r->e, &d, m->now);
     if (got != FG_OK) diverge(r, "sale_create: engine %s (%s), model OK", err_name(got),
                               fg_engine_detail(r->e));
@@ -541,22 +370,13 @@ static void new_sale(run_t *r, int layout) {
 
 static void put_offer(run_t *r, int sku, int market, bool blocked, int64_t price,
                       const char *reason) {
-    fg_offer_t o = {0};
-    snprintf(o.sku, sizeof o.sku, "%s", SKUS[sku]);
-    snprintf(o.market, sizeof o.market, "%s", MARKETS[market]);
-    o.blocked = blocked;
-    o.price_minor = price;
-    if (reason) snprintf(o.reason, sizeof o.reason, "%s", reason);
+    fg_offer_t o;
+    offer_make(&o, sku, market, blocked, price, reason);
     bool created;
     fg_err_t got = fg_engine_offer_put(r->e, &o, &created);
     if (got != FG_OK) diverge(r, "offer_put: engine %s, model OK", err_name(got));
     r->m.offers[sku][market] = (moffer_t){.exists = true, .blocked = blocked, .price = price};
     expect_rec(&r->m, FG_CH_OFFER, 0, 0);
-}
-
-static void token_of(const char *email, uint8_t out[32]) {
-    memset(out, 0, 32);
-    for (size_t i = 0; email[i] && i < 32; i++) out[i] = (uint8_t)(email[i] * 7 + i);
 }
 
 /* ---------------------------------------------------------------- ledger */
@@ -840,27 +660,11 @@ static void check_changes(run_t *r) {
 /* ---------------------------------------------------------------- commands */
 
 /* A sale to act on: mostly one of the two traded, sometimes any (often closed), rarely none. */
-static int pick_sale(run_t *r) {
-    int x = rng_below(&r->rng, 100);
-    if (x < 3) return -1;
-    if (x < 8) return rng_below(&r->rng, r->m.nsales);
-    return r->m.slot[rng_below(&r->rng, 2)];
-}
+static int pick_sale(run_t *r) { return pick_sale_of(&r->rng, r->m.nsales, r->m.slot); }
 
 static const char *sale_name(const run_t *r, int si) { return si < 0 ? "nope" : r->m.sales[si].id; }
 
 static uint64_t pick_buyer(run_t *r) { return (uint64_t)rng_below(&r->rng, r->m.nbuyers) + 1; }
-
-/* An id among the newest of `count` (mostly the very newest, whose holds are still alive),
- * sometimes any, sometimes unknown. */
-static uint64_t pick_id(run_t *r, size_t count) {
-    int x = rng_below(&r->rng, 100);
-    if (count == 0 || x < 4) return count + 1 + (uint64_t)rng_below(&r->rng, 100);
-    if (x < 12) return (uint64_t)rng_below(&r->rng, (int)count) + 1;
-    size_t span = x < 65 ? 4 : RECENT;
-    if (span > count) span = count;
-    return count - (uint64_t)rng_below(&r->rng, (int)span);
-}
 
 /* True when an active hold can no longer be ordered: its sale closed or its offer was blocked. */
 static bool m_stuck(const model_t *m, const mhold_t *h) {
@@ -880,7 +684,7 @@ static uint64_t pick_hold(run_t *r, int stuck_pct, int active_pct) {
     } else if (m->nactive > 0 && x < stuck_pct + active_pct) {
         return m->holds[m->active[rng_below(&r->rng, (int)m->nactive)]].id;
     }
-    return pick_id(r, m->nholds);
+    return pick_id(&r->rng, m->nholds);
 }
 
 static void expect_code(run_t *r, int op, fg_err_t got, fg_err_t want) {
@@ -894,12 +698,8 @@ static void cmd_hold(run_t *r) {
     model_t *m = &r->m;
     int si = pick_sale(r);
     uint64_t b = pick_buyer(r);
-    int market = m->buyers[b - 1].market;
-    if (rng_below(&r->rng, 100) < 12) market = rng_below(&r->rng, NMARKETS);
-    int x = rng_below(&r->rng, 100);
-    int sku = x < 62 ? K_BLK : x < 88 ? K_WHT : x < 94 ? K_CASE : K_GHOST;
-    int qx = rng_below(&r->rng, 100);
-    int qty = qx < 60 ? 1 : qx < 88 ? 2 : qx < 97 ? 3 : qx < 98 ? 0 : qx < 99 ? -2 : 101;
+    int market = m->buyers[b - 1].market, sku, qty;
+    draw_hold(&r->rng, &market, &sku, &qty);
     snprintf(r->op, sizeof r->op, "hold buyer=%llu(%s) sale=%s sku=%s market=%s qty=%d",
              (unsigned long long)b, MARKETS[m->buyers[b - 1].market], sale_name(r, si),
              SKUS[sku], MARKETS[market], qty);
@@ -934,10 +734,7 @@ static void cmd_order(run_t *r) {
     uint64_t id = pick_hold(r, 20, 30);
     bool known = id <= m->nholds;
     uint64_t b = known && rng_below(&r->rng, 100) < 92 ? m->holds[id - 1].buyer : pick_buyer(r);
-    const char *country = known ? MARKETS[m->holds[id - 1].market] : "DE";
-    int x = rng_below(&r->rng, 100);
-    if (x < 8) country = MARKETS[rng_below(&r->rng, NMARKETS)];
-    else if (x < 9) country = "XX";
+    const char *country = draw_country(&r->rng, known ? MARKETS[m->holds[id - 1].market] : "DE");
     fg_pay_method_t method = rng_below(&r->rng, 2) ? FG_PAY_WEBHOOK : FG_PAY_INSTANT;
     char ship[64];
     snprintf(ship, sizeof ship, "{\"buyer\":%llu,\"country\":\"%s\"}", (unsigned long long)b,
@@ -967,7 +764,7 @@ static void cmd_payment(run_t *r) {
         id = r->last_pay_order; /* the provider sends its verdict again */
         ok = r->last_pay_ok;
     } else {
-        id = pick_id(r, m->norders);
+        id = pick_id(&r->rng, m->norders);
         ok = rng_below(&r->rng, 100) < 70;
     }
     r->have_last_pay = true;
@@ -1019,9 +816,9 @@ static void cmd_flags(run_t *r, int op) {
 static void cmd_add_stock(run_t *r) {
     model_t *m = &r->m;
     int si = rng_below(&r->rng, 100) < 90 ? m->slot[rng_below(&r->rng, 2)] : pick_sale(r);
-    int sku = rng_below(&r->rng, 100) < 70 ? K_BLK : rng_below(&r->rng, 10) ? K_WHT : K_CASE;
-    int market = rng_below(&r->rng, 100) < 30 ? -1 : rng_below(&r->rng, NMARKETS);
-    int64_t add = rng_below(&r->rng, 100) < 95 ? 1 + rng_below(&r->rng, 3) : 0;
+    int sku, market;
+    int64_t add;
+    draw_stock(&r->rng, &sku, &market, &add);
     snprintf(r->op, sizeof r->op, "add_stock sale=%s sku=%s market=%s add=%lld",
              sale_name(r, si), SKUS[sku], market < 0 ? "(none)" : MARKETS[market],
              (long long)add);
@@ -1139,51 +936,18 @@ static void world_setup(run_t *r) {
     r->e = fg_engine_new();
     cr_assert_not_null(r->e);
     snprintf(r->op, sizeof r->op, "setup");
-    bool created;
-    for (int i = 0; i < NMARKETS; i++) {
-        fg_market_t mk = {0};
-        snprintf(mk.code, sizeof mk.code, "%s", MARKETS[i]);
-        snprintf(mk.name, sizeof mk.name, "Market %s", MARKETS[i]);
-        snprintf(mk.currency, sizeof mk.currency, "%s", CURRENCIES[i]);
-        cr_assert_eq(fg_engine_market_put(r->e, &mk, &created), FG_OK);
-        expect_rec(m, FG_CH_MARKET, 0, 0);
+    catalog_put(r->e);
+    for (int i = 0; i < NMARKETS; i++) expect_rec(m, FG_CH_MARKET, 0, 0);
+    for (int i = 0; i < 2; i++) expect_rec(m, FG_CH_PRODUCT, 0, 0);
+    for (int i = 0; i < OFFER_SEEDS; i++) {
+        const offer_seed_t *o = &OFFER_SEED[i];
+        put_offer(r, o->sku, o->market, o->blocked, o->price, o->reason);
     }
-    const char *const phone[] = {SKUS[K_BLK], SKUS[K_WHT]}, *const cases[] = {SKUS[K_CASE]};
-    const struct {
-        const char *id;
-        int n;
-        const char *const *skus;
-    } products[] = {{"phone-x", 2, phone}, {"case", 1, cases}};
-    for (int i = 0; i < 2; i++) {
-        fg_product_t p = {0};
-        snprintf(p.id, sizeof p.id, "%s", products[i].id);
-        snprintf(p.name, sizeof p.name, "Product %s", products[i].id);
-        p.specs_json = strdup("{}");
-        p.sku_count = products[i].n;
-        p.skus = calloc((size_t)p.sku_count, sizeof *p.skus);
-        cr_assert_not_null(p.skus);
-        for (int k = 0; k < p.sku_count; k++) {
-            snprintf(p.skus[k].id, sizeof p.skus[k].id, "%s", products[i].skus[k]);
-            p.skus[k].attributes_json = strdup("{}");
-        }
-        cr_assert_eq(fg_engine_product_put(r->e, &p, &created), FG_OK);
-        expect_rec(m, FG_CH_PRODUCT, 0, 0);
-    }
-    put_offer(r, K_BLK, M_DE, false, 79900, NULL);
-    put_offer(r, K_BLK, M_FR, false, 81900, NULL);
-    put_offer(r, K_BLK, M_IN, false, 6999900, NULL);
-    put_offer(r, K_BLK, M_US, true, 0, "not certified");
-    put_offer(r, K_WHT, M_DE, false, 89900, NULL);
-    put_offer(r, K_WHT, M_FR, false, 89900, NULL);
-    put_offer(r, K_CASE, M_DE, false, 1999, NULL);
     new_sale(r, 0);
     new_sale(r, 1);
     for (int i = 0; i < BUYERS_START; i++) {
         mbuyer_t *b = &m->buyers[m->nbuyers++];
-        /* DE 35%, FR 25%, IN 30%, US 10% (where the phone is blocked). */
-        static const int mix[20] = {M_DE, M_DE, M_DE, M_DE, M_DE, M_DE, M_DE, M_FR, M_FR, M_FR,
-                                    M_FR, M_FR, M_IN, M_IN, M_IN, M_IN, M_IN, M_IN, M_US, M_US};
-        b->market = mix[i % 20];
+        b->market = BUYER_MIX[i % 20];
         snprintf(b->email, sizeof b->email, "buyer%d@example.org", i + 1);
         uint8_t tok[32];
         token_of(b->email, tok);
@@ -1224,32 +988,6 @@ static void run_free(run_t *r) {
     free(r->l.sales);
     free(r->l.holds);
     free(r->l.orders);
-}
-
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0') return dflt;
-    char *end = NULL;
-    errno = 0;
-    long n = strtol(v, &end, 0);
-    cr_assert(errno == 0 && *end == '\0' && n > 0, "%s=\"%s\" is not a positive number", name, v);
-    return n;
-}
-
-static uint64_t env_seed(uint64_t dflt) {
-    const char *v = getenv("FG_SEED");
-    if (v == NULL || *v == '\0') return dflt;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 0);
-    cr_assert(errno == 0 && *end == '\0', "FG_SEED=\"%s\" is not a number", v);
-    return n;
-}
-
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Every outcome the generator is meant to reach must have happened, or the run tested less
@@ -1311,15 +1049,7 @@ static void run_model(uint64_t seed, long steps) {
                     "%ld expired by tick, %ld restores\n",
             (unsigned long long)seed, steps, secs, r->m.nholds, r->m.norders, r->m.nsales,
             r->expired_by_tick, r->restores);
-    for (int op = 0; op < NOPS; op++) {
-        char line[512];
-        size_t len = 0;
-        for (int e = 0; e < NERRS && len < sizeof line - 40; e++)
-            if (r->outcomes[op][e])
-                len += (size_t)snprintf(line + len, sizeof line - len, " %s=%ld", ERR_NAMES[e],
-                                        r->outcomes[op][e]);
-        fprintf(stderr, "  %-9s%s\n", OP_NAMES[op], len ? line : " (none)");
-    }
+    print_outcomes((const long (*)[NERRS])r->outcomes, NOPS, OP_NAMES);
     if (steps >= 20000) expect_coverage(r);
     g_run = NULL;
     signal(SIGABRT, SIG_DFL);
@@ -1328,7 +1058,7 @@ static void run_model(uint64_t seed, long steps) {
 }
 
 Test(engine_model, engine_matches_model_on_random_commands, .timeout = 600) {
-    run_model(env_seed(SEED_DEFAULT), env_long("FG_MODEL_STEPS", STEPS_DEFAULT));
+    run_model(env_seed("FG_SEED", SEED_DEFAULT), env_long("FG_MODEL_STEPS", STEPS_DEFAULT));
 }
 
 /* A new seed each run (from the clock, printed), so runs explore beyond the fixed seed. */
@@ -1336,5 +1066,5 @@ Test(engine_model, engine_matches_model_on_a_fresh_seed, .timeout = 600) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t seed = ((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^ 0xa5a5a5a5ULL;
-    run_model(env_seed(seed), env_long("FG_MODEL_STEPS", STEPS_DEFAULT) / 4);
+    run_model(env_seed("FG_SEED", seed), env_long("FG_MODEL_STEPS", STEPS_DEFAULT) / 4);
 }

@@ -68,37 +68,18 @@
 #include "engine/engine.h"
 #include "engine/writer.h"
 #include "ledger/ledger.h"
+#include "model_support.h"
 
-#define T0 1800000000000LL
 #define STEPS_DEFAULT 200000L
 #define SEED_DEFAULT 0xf100d6a7e5eedULL
 #define BUYERS_START 120
 #define BUYERS_MAX 400          /* distinct emails ever registered in one epoch */
 #define SALES_CAP 250           /* sales per epoch; then the run goes on with a fresh ledger */
-#define RECENT 64               /* commands pick mostly among the newest holds and orders */
-#define RECENT_OPS 24           /* commands printed on failure */
 #define OP_TEXT 240
 #define BODY_BYTES 192
 #define RETRY_SPAN 300          /* retries pick mostly among the newest requests */
 #define FULL_CHECK_EVERY 64     /* commits between full comparisons of the live engine */
 #define REPLAY_CMD "build/tests/test_sim --filter 'sim/acknowledged_state_survives_crashes'"
-
-enum { M_DE, M_FR, M_IN, M_US, NMARKETS };
-static const char *const MARKETS[NMARKETS] = {"DE", "FR", "IN", "US"};
-static const char *const CURRENCIES[NMARKETS] = {"EUR", "EUR", "INR", "USD"};
-enum { K_BLK, K_WHT, K_CASE, K_GHOST, NSKUS }; /* K_GHOST is in no catalog */
-static const char *const SKUS[NSKUS] = {"px-blk-128", "px-wht-256", "case-1", "ghost-9"};
-
-static const char *const ERR_NAMES[] = {
-    "OK",           "NOT_FOUND",   "INVALID",      "SOLD_OUT",        "SALE_NOT_OPEN",
-    "LIMIT",        "NOT_OFFERED", "HOLD_EXPIRED", "HOLD_NOT_ACTIVE", "BUYER_EXISTS",
-    "UNAUTHORIZED", "CAPACITY",
-};
-#define NERRS ((int)(sizeof ERR_NAMES / sizeof ERR_NAMES[0]))
-
-static const char *err_name(fg_err_t e) {
-    return (unsigned)e < (unsigned)NERRS ? ERR_NAMES[e] : "?";
-}
 
 static const char *const IDEM_NAMES[] = {"new", "replay", "in_flight", "mismatch"};
 
@@ -123,20 +104,6 @@ static int status_of(fg_err_t err, int ok_status) {
 
 /* ---------------------------------------------------------------- PRNG (splitmix64) */
 
-typedef struct {
-    uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n); the modulo bias is far below anything that matters here. */
-static int rng_below(rng_t *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }
-
 static int64_t rng_range(rng_t *r, int64_t lo, int64_t hi) {
     return lo + (int64_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
 }
@@ -150,27 +117,6 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 #define FNV0 0xcbf29ce484222325ULL
 
 /* ---------------------------------------------------------------- the model */
-
-typedef struct {
-    bool exists, blocked;
-    int64_t price;
-} moffer_t;
-
-typedef struct {
-    int sku;
-    int markets[4];
-    int nm;
-    int64_t stock, held, sold;
-} mpool_t;
-
-typedef struct {
-    char id[FG_ID_BYTES_MAX + 1];
-    int64_t opens, closes, created;
-    int limit, ttl_s;
-    bool paused, closed;
-    int npools;
-    mpool_t pools[4];
-} msale_t;
 
 typedef struct {
     uint64_t id;
@@ -347,12 +293,8 @@ typedef struct {
 static run_t *g_run;          /* for the abort handler */
 static int g_saved_stderr = -1; /* stderr while engine logs go to a file */
 
-static void dump_recent(const run_t *r) {
-    fprintf(stderr, "  last commands (oldest first):\n");
-    for (long i = r->step - RECENT_OPS + 1; i < r->step; i++)
-        if (i >= 0) fprintf(stderr, "    #%ld %s\n", i, r->recent[i % RECENT_OPS]);
-    fprintf(stderr, "    #%ld %s (now=T0%+lld)  <- this step\n", r->step, r->op,
-            (long long)(r->m.now - T0));
+static void run_dump_recent(const run_t *r) {
+    dump_recent((const char *)r->recent, sizeof r->recent[0], r->step, r->op, r->m.now);
 }
 
 static void on_abort(int sig) {
@@ -363,7 +305,7 @@ static void on_abort(int sig) {
                 "op=[%s] ledger=%s\n  replay: FG_SIM_SEED=%llu FG_SIM_STEPS=%ld " REPLAY_CMD "\n",
                 (unsigned long long)g_run->seed, g_run->step, g_run->op, g_run->dir,
                 (unsigned long long)g_run->seed, g_run->step + 1);
-        dump_recent(g_run);
+        run_dump_recent(g_run);
     }
     signal(sig, SIG_DFL);
     raise(sig);
@@ -377,40 +319,12 @@ static void diverge(const run_t *r, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    dump_recent(r);
+    run_dump_recent(r);
     cr_assert_fail("simulation and model diverge: seed=%llu step=%ld epoch=%d op=[%s]\n  %s\n"
                    "  ledger kept in %s\n"
                    "  replay: FG_SIM_SEED=%llu FG_SIM_STEPS=%ld " REPLAY_CMD,
                    (unsigned long long)r->seed, r->step, r->epoch, r->op, msg, r->dir,
                    (unsigned long long)r->seed, r->step + 1);
-}
-
-#define MEQ(r, what, got, want)                                                               \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        if (g_ != w_) diverge((r), "%s: engine %lld, model %lld", (what), g_, w_);            \
-    } while (0)
-
-/* Like MEQ, with a label formatted only when the values differ (this runs millions of times). */
-#define MEQF(r, got, want, ...)                                                               \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        if (g_ != w_) {                                                                       \
-            char what_[160];                                                                  \
-            snprintf(what_, sizeof what_, __VA_ARGS__);                                       \
-            diverge((r), "%s: engine %lld, model %lld", what_, g_, w_);                       \
-        }                                                                                     \
-    } while (0)
-
-static void *grow(void *p, size_t *cap, size_t need, size_t size) {
-    if (need <= *cap) return p;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(p, c * size);
-    cr_assert_not_null(q, "out of memory");
-    memset((char *)q + *cap * size, 0, (c - *cap) * size);
-    *cap = c;
-    return q;
 }
 
 static void fold(run_t *r, const void *p, size_t n) { r->digest = fnv(r->digest, p, n); }
@@ -539,30 +453,6 @@ static void m_commit_pending(model_t *m) {
 
 /* ---------------------------------------------------------------- model: rules */
 
-static int64_t m_avail(const mpool_t *p) { return p->stock - p->held - p->sold; }
-
-static bool m_closed(const msale_t *s, int64_t now) {
-    return s->closed || (s->closes != 0 && now >= s->closes);
-}
-
-static fg_sale_state_t m_state(const msale_t *s, int64_t now) {
-    if (m_closed(s, now)) return FG_SALE_CLOSED;
-    if (s->paused) return FG_SALE_PAUSED;
-    if (now < s->opens) return FG_SALE_SCHEDULED;
-    for (int i = 0; i < s->npools; i++)
-        if (m_avail(&s->pools[i]) > 0) return FG_SALE_OPEN;
-    return FG_SALE_SOLD_OUT;
-}
-
-static int m_pool_of(const msale_t *s, int sku, int market) {
-    for (int i = 0; i < s->npools; i++) {
-        if (s->pools[i].sku != sku) continue;
-        for (int k = 0; k < s->pools[i].nm; k++)
-            if (s->pools[i].markets[k] == market) return i;
-    }
-    return -1;
-}
-
 static void m_activate(model_t *m, size_t hi) {
     m->active = grow(m->active, &m->capactive, m->nactive + 1, sizeof *m->active);
     m->holds[hi].apos = (long)m->nactive;
@@ -617,17 +507,10 @@ static fg_err_t m_hold(model_t *m, int si, uint64_t buyer, int sku, int market, 
     /* A retried request may name a sale whose creation was lost in a crash. */
     if (si < 0 || si >= m->sc.nsales) return FG_ERR_NOT_FOUND;
     const msale_t *s = &m->sales[si];
-    if (qty < 1 || qty > FG_LIMIT_PER_BUYER_MAX) return FG_ERR_INVALID;
-    if (market != m->buyers[buyer - 1].market) return FG_ERR_INVALID;
-    bool in_sale = false;
-    for (int i = 0; i < s->npools; i++) in_sale |= s->pools[i].sku == sku;
-    if (!in_sale) return FG_ERR_INVALID;
-    int pool = m_pool_of(s, sku, market);
-    const moffer_t *o = &m->offers[sku][market];
-    if (!o->exists || o->blocked || pool < 0) return FG_ERR_NOT_OFFERED;
-    fg_sale_state_t st = m_state(s, m->now);
-    if (st == FG_SALE_SOLD_OUT) return FG_ERR_SOLD_OUT;
-    if (st != FG_SALE_OPEN) return FG_ERR_SALE_NOT_OPEN;
+    int pool;
+    fg_err_t err = m_hold_admit(s, &m->offers[sku][market], m->buyers[buyer - 1].market, sku,
+                                market, qty, m->now, &pool);
+    if (err != FG_OK) return err;
     const mcnt_t *c = cnt_of(m, buyer, si);
     if (c->held + c->bought + qty > s->limit) return FG_ERR_LIMIT_REACHED;
     if (m_avail(&s->pools[pool]) < qty) return FG_ERR_SOLD_OUT;
@@ -760,17 +643,9 @@ static fg_err_t m_flags(model_t *m, int si, int paused, bool close) {
 
 static fg_err_t m_add_stock(model_t *m, int si, int sku, int market, int64_t add) {
     if (si < 0) return FG_ERR_NOT_FOUND;
-    const msale_t *s = &m->sales[si];
-    if (add < 1 || add > FG_STOCK_MAX) return FG_ERR_INVALID;
-    int pool = -1, matches = 0;
-    for (int i = 0; i < s->npools; i++) {
-        if (s->pools[i].sku != sku) continue;
-        if (market >= 0 && m_pool_of(s, sku, market) != i) continue;
-        pool = i;
-        matches++;
-    }
-    if (matches != 1) return FG_ERR_INVALID;
-    if (s->pools[pool].stock + add > FG_STOCK_MAX) return FG_ERR_INVALID;
+    int pool;
+    fg_err_t err = m_stock_pool(&m->sales[si], sku, market, add, &pool);
+    if (err != FG_OK) return err;
     W_sale(m, si)->pools[pool].stock += add;
     return FG_OK;
 }
@@ -855,13 +730,6 @@ static void expect_code(run_t *r, int op, fg_err_t got, fg_err_t want) {
 }
 
 /* ---------------------------------------------------------------- comparisons */
-
-/* A buyer's token (its hash, as the engine keeps it), made from the email. */
-static void token_of(const char *email, uint8_t out[32]) {
-    memset(out, 0, 32);
-    for (size_t i = 0; email[i] && i < 32; i++) out[i] = (uint8_t)(email[i] * 7 + i);
-}
-
 
 static const char *sale_name(const run_t *r, int si) { return si < 0 ? "nope" : r->m.sales[si].id; }
 
@@ -1338,26 +1206,11 @@ static void flush(run_t *r) {
 /* ---------------------------------------------------------------- picking */
 
 /* A sale to act on: mostly one of the two traded, sometimes any (often closed), rarely none. */
-static int pick_sale(run_t *r) {
-    int x = rng_below(&r->rng, 100);
-    if (x < 3) return -1;
-    if (x < 8) return rng_below(&r->rng, r->m.sc.nsales);
-    return r->m.sc.slot[rng_below(&r->rng, 2)];
-}
+static int pick_sale(run_t *r) { return pick_sale_of(&r->rng, r->m.sc.nsales, r->m.sc.slot); }
 
 /* A buyer whose registration was acknowledged: only they have a token. */
 static uint64_t pick_buyer(run_t *r) {
     return (uint64_t)rng_below(&r->rng, r->m.acked.nbuyers) + 1;
-}
-
-/* An id among the newest of `count` (mostly the very newest), sometimes any, sometimes unknown. */
-static uint64_t pick_id(run_t *r, size_t count) {
-    int x = rng_below(&r->rng, 100);
-    if (count == 0 || x < 4) return count + 1 + (uint64_t)rng_below(&r->rng, 100);
-    if (x < 12) return (uint64_t)rng_below(&r->rng, (int)count) + 1;
-    size_t span = x < 65 ? 4 : RECENT;
-    if (span > count) span = count;
-    return count - (uint64_t)rng_below(&r->rng, (int)span);
 }
 
 /* True when an active hold can no longer be ordered: its sale closed or its offer was blocked. */
@@ -1376,7 +1229,7 @@ static uint64_t pick_hold(run_t *r, int stuck_pct, int active_pct) {
     } else if (m->nactive > 0 && x < stuck_pct + active_pct) {
         return m->holds[m->active[rng_below(&r->rng, (int)m->nactive)]].id;
     }
-    return pick_id(r, m->sc.nholds);
+    return pick_id(&r->rng, m->sc.nholds);
 }
 
 /* ---------------------------------------------------------------- requests with a key */
@@ -1607,11 +1460,7 @@ static void cmd_hold(run_t *r) {
     q.sale = pick_sale(r);
     q.scope = pick_buyer(r);
     q.market = m->buyers[q.scope - 1].market;
-    if (rng_below(&r->rng, 100) < 12) q.market = rng_below(&r->rng, NMARKETS);
-    int x = rng_below(&r->rng, 100);
-    q.sku = x < 62 ? K_BLK : x < 88 ? K_WHT : x < 94 ? K_CASE : K_GHOST;
-    int qx = rng_below(&r->rng, 100);
-    q.qty = qx < 60 ? 1 : qx < 88 ? 2 : qx < 97 ? 3 : qx < 98 ? 0 : qx < 99 ? -2 : 101;
+    draw_hold(&r->rng, &q.market, &q.sku, &q.qty);
     size_t key = new_request(r, &q);
     snprintf(r->op, sizeof r->op, "hold k%zu buyer=%llu(%s) sale=%s sku=%s market=%s qty=%d",
              key, (unsigned long long)q.scope, MARKETS[m->buyers[q.scope - 1].market],
@@ -1625,10 +1474,8 @@ static void cmd_order(run_t *r) {
     q.hold = pick_hold(r, 20, 30);
     bool known = q.hold <= m->sc.nholds;
     q.scope = known && rng_below(&r->rng, 100) < 92 ? m->holds[q.hold - 1].buyer : pick_buyer(r);
-    const char *country = known ? MARKETS[m->holds[q.hold - 1].market] : "DE";
-    int x = rng_below(&r->rng, 100);
-    if (x < 8) country = MARKETS[rng_below(&r->rng, NMARKETS)];
-    else if (x < 9) country = "XX";
+    const char *country =
+        draw_country(&r->rng, known ? MARKETS[m->holds[q.hold - 1].market] : "DE");
     snprintf(q.country, sizeof q.country, "%s", country);
     q.method = rng_below(&r->rng, 2) ? FG_PAY_WEBHOOK : FG_PAY_INSTANT;
     size_t key = new_request(r, &q);
@@ -1737,7 +1584,7 @@ static void cmd_payment(run_t *r) {
         r->cbs = grow(r->cbs, &r->capcbs, r->ncbs + 1, sizeof *r->cbs);
         m->used = grow(m->used, &m->capused, r->ncbs + 1, sizeof *m->used);
         mcb_t *c = &r->cbs[r->ncbs];
-        c->order = pick_id(r, m->sc.norders);
+        c->order = pick_id(&r->rng, m->sc.norders);
         c->ok = rng_below(&r->rng, 100) < 70;
         c->t_s = m->now / 1000 - rng_below(&r->rng, 30);
         for (int i = 0; i < 4; i++) {
@@ -1847,57 +1694,15 @@ static void cmd_advance(run_t *r) {
 
 /* ---------------------------------------------------------------- the operator */
 
-static void pool_def(fg_pool_def_t *p, mpool_t *mp, int sku, int64_t stock, int m1, int m2,
-                     int m3) {
-    memset(p, 0, sizeof *p);
-    memset(mp, 0, sizeof *mp);
-    snprintf(p->sku, sizeof p->sku, "%s", SKUS[sku]);
-    p->stock = mp->stock = stock;
-    mp->sku = sku;
-    int ms[3] = {m1, m2, m3};
-    for (int i = 0; i < 3; i++) {
-        if (ms[i] < 0) continue;
-        p->markets[p->market_count++] = fg_mcode(MARKETS[ms[i]]);
-        mp->markets[mp->nm++] = ms[i];
-    }
-}
-
-/* Creates sale number nsales in both, from one of two layouts: A has the phone in a pool
- * shared by DE and FR plus pools of its own for IN and US; B shares one pool between FR, IN and
- * US (where the phone is blocked) and the white phone between DE and FR. */
+/* Creates sale number nsales in both, from one of two layouts (sale_make). */
 static void new_sale(run_t *r, int layout) {
     model_t *m = &r->m;
     cr_assert_lt(m->sc.nsales, SALES_CAP);
-    fg_sale_row_t d = {0};
-    msale_t ms = {0};
+    fg_sale_row_t d;
+    msale_t ms;
     int n = m->sc.nsales;
-    snprintf(d.id, sizeof d.id, "s%d", n);
-    snprintf(ms.id, sizeof ms.id, "%s", d.id);
-    snprintf(d.name, sizeof d.name, "Flash %d", n);
-    int64_t opens = n < 2 ? T0 + (layout == 0 ? 5000 : 0)
-                          : (m->now / 1000 + rng_below(&r->rng, 21)) * 1000;
-    int64_t closes = 0;
-    if (n == 1 || (n >= 2 && rng_below(&r->rng, 3) != 0))
-        closes = opens + (180 + rng_below(&r->rng, 541)) * 1000LL;
+    sale_make(&r->rng, n, layout, m->now, &d, &ms, r->op, sizeof r->op);
     ms.created = m->now;
-    d.opens_at_ms = ms.opens = opens;
-    d.closes_at_ms = ms.closes = closes;
-    d.limit_per_buyer = ms.limit = 2;
-    d.hold_ttl_s = ms.ttl_s = 10 + rng_below(&r->rng, 21);
-    if (layout == 0) {
-        d.pool_count = ms.npools = 4;
-        pool_def(&d.pools[0], &ms.pools[0], K_BLK, 4, M_DE, M_FR, -1);
-        pool_def(&d.pools[1], &ms.pools[1], K_BLK, 2, M_IN, -1, -1);
-        pool_def(&d.pools[2], &ms.pools[2], K_BLK, 2, M_US, -1, -1);
-        pool_def(&d.pools[3], &ms.pools[3], K_WHT, 2, M_DE, -1, -1);
-    } else {
-        d.pool_count = ms.npools = 3;
-        pool_def(&d.pools[0], &ms.pools[0], K_BLK, 3, M_DE, -1, -1);
-        pool_def(&d.pools[1], &ms.pools[1], K_BLK, 3, M_FR, M_IN, M_US);
-        pool_def(&d.pools[2], &ms.pools[2], K_WHT, 2, M_DE, M_FR, -1);
-    }
-    snprintf(r->op, sizeof r->op, "new_sale %s layout=%c opens=+%lld closes=%lld ttl=%d", d.id,
-             'A' + layout, (long long)(opens - m->now), (long long)closes, d.hold_ttl_s);
     fg_err_t got = fg_engine_sale_create(r->e, &d, m->now);
     if (got != FG_OK) diverge(r, "sale_create: engine %s (%s), model OK", err_name(got),
                               fg_engine_detail(r->e));
@@ -1910,12 +1715,8 @@ static void new_sale(run_t *r, int layout) {
 
 static void put_offer(run_t *r, int sku, int market, bool blocked, int64_t price,
                       const char *reason) {
-    fg_offer_t o = {0};
-    snprintf(o.sku, sizeof o.sku, "%s", SKUS[sku]);
-    snprintf(o.market, sizeof o.market, "%s", MARKETS[market]);
-    o.blocked = blocked;
-    o.price_minor = price;
-    if (reason) snprintf(o.reason, sizeof o.reason, "%s", reason);
+    fg_offer_t o;
+    offer_make(&o, sku, market, blocked, price, reason);
     bool created;
     fg_err_t got = fg_engine_offer_put(r->e, &o, &created);
     if (got != FG_OK) diverge(r, "offer_put: engine %s, model OK", err_name(got));
@@ -1946,9 +1747,7 @@ static void cmd_add_stock(run_t *r) {
     model_t *m = &r->m;
     mreq_t q = {.kind = RQ_STOCK, .scope = FG_IDEM_SCOPE_ADMIN};
     q.sale = rng_below(&r->rng, 100) < 90 ? m->sc.slot[rng_below(&r->rng, 2)] : pick_sale(r);
-    q.sku = rng_below(&r->rng, 100) < 70 ? K_BLK : rng_below(&r->rng, 10) ? K_WHT : K_CASE;
-    q.market = rng_below(&r->rng, 100) < 30 ? -1 : rng_below(&r->rng, NMARKETS);
-    q.add = rng_below(&r->rng, 100) < 95 ? 1 + rng_below(&r->rng, 3) : 0;
+    draw_stock(&r->rng, &q.sku, &q.market, &q.add);
     size_t key = new_request(r, &q);
     snprintf(r->op, sizeof r->op, "add_stock k%zu sale=%s sku=%s market=%s add=%lld", key,
              sale_name(r, q.sale), SKUS[q.sku], q.market < 0 ? "(none)" : MARKETS[q.market],
@@ -2033,55 +1832,22 @@ static void world_setup(run_t *r) {
     ledger_open(r);
     engine_load(r);
     snprintf(r->op, sizeof r->op, "setup of epoch %d", r->epoch);
-    bool created;
-    for (int i = 0; i < NMARKETS; i++) {
-        fg_market_t mk = {0};
-        snprintf(mk.code, sizeof mk.code, "%s", MARKETS[i]);
-        snprintf(mk.name, sizeof mk.name, "Market %s", MARKETS[i]);
-        snprintf(mk.currency, sizeof mk.currency, "%s", CURRENCIES[i]);
-        cr_assert_eq(fg_engine_market_put(r->e, &mk, &created), FG_OK);
+    catalog_put(r->e);
+    for (int i = 0; i < OFFER_SEEDS; i++) {
+        const offer_seed_t *o = &OFFER_SEED[i];
+        put_offer(r, o->sku, o->market, o->blocked, o->price, o->reason);
     }
-    const char *const phone[] = {SKUS[K_BLK], SKUS[K_WHT]}, *const cases[] = {SKUS[K_CASE]};
-    const struct {
-        const char *id;
-        int n;
-        const char *const *skus;
-    } products[] = {{"phone-x", 2, phone}, {"case", 1, cases}};
-    for (int i = 0; i < 2; i++) {
-        fg_product_t p = {0};
-        snprintf(p.id, sizeof p.id, "%s", products[i].id);
-        snprintf(p.name, sizeof p.name, "Product %s", products[i].id);
-        p.specs_json = strdup("{}");
-        p.sku_count = products[i].n;
-        p.skus = calloc((size_t)p.sku_count, sizeof *p.skus);
-        cr_assert_not_null(p.skus);
-        for (int k = 0; k < p.sku_count; k++) {
-            snprintf(p.skus[k].id, sizeof p.skus[k].id, "%s", products[i].skus[k]);
-            p.skus[k].attributes_json = strdup("{}");
-        }
-        cr_assert_eq(fg_engine_product_put(r->e, &p, &created), FG_OK);
-    }
-    put_offer(r, K_BLK, M_DE, false, 79900, NULL);
-    put_offer(r, K_BLK, M_FR, false, 81900, NULL);
-    put_offer(r, K_BLK, M_IN, false, 6999900, NULL);
-    put_offer(r, K_BLK, M_US, true, 0, "not certified");
-    put_offer(r, K_WHT, M_DE, false, 89900, NULL);
-    put_offer(r, K_WHT, M_FR, false, 89900, NULL);
-    put_offer(r, K_CASE, M_DE, false, 1999, NULL);
     new_sale(r, 0);
     new_sale(r, 1);
     for (int i = 0; i < BUYERS_START; i++) {
-        /* DE 35%, FR 25%, IN 30%, US 10% (where the phone is blocked). */
-        static const int mix[20] = {M_DE, M_DE, M_DE, M_DE, M_DE, M_DE, M_DE, M_FR, M_FR, M_FR,
-                                    M_FR, M_FR, M_IN, M_IN, M_IN, M_IN, M_IN, M_IN, M_US, M_US};
         char email[40];
         snprintf(email, sizeof email, "buyer%d@example.org", i + 1);
         uint8_t tok[32];
         token_of(email, tok);
         uint64_t gid = 0, wid = 0;
-        cr_assert_eq(fg_engine_buyer_register(r->e, email, MARKETS[mix[i % 20]], tok, m->now,
+        cr_assert_eq(fg_engine_buyer_register(r->e, email, MARKETS[BUYER_MIX[i % 20]], tok, m->now,
                                               &gid), FG_OK);
-        cr_assert_eq(m_register(m, email, mix[i % 20], &wid), FG_OK);
+        cr_assert_eq(m_register(m, email, BUYER_MIX[i % 20], &wid), FG_OK);
         cr_assert_eq(gid, wid);
     }
     snprintf(r->op, sizeof r->op, "setup of epoch %d: commit", r->epoch);
@@ -2159,32 +1925,6 @@ static void check_step(run_t *r) {
     if (r->batch_left == 0) fg_engine_check(r->e);
 }
 
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0') return dflt;
-    char *end = NULL;
-    errno = 0;
-    long n = strtol(v, &end, 0);
-    cr_assert(errno == 0 && *end == '\0' && n > 0, "%s=\"%s\" is not a positive number", name, v);
-    return n;
-}
-
-static uint64_t env_seed(uint64_t dflt) {
-    const char *v = getenv("FG_SIM_SEED");
-    if (v == NULL || *v == '\0') return dflt;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 0);
-    cr_assert(errno == 0 && *end == '\0', "FG_SIM_SEED=\"%s\" is not a number", v);
-    return n;
-}
-
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The ledger's directory: FG_SIM_DIR, else /dev/shm (tmpfs: fsync costs nothing there, so
  * thousands of commits stay fast), else TMPDIR or /tmp. */
 static void make_dir(run_t *r) {
@@ -2250,15 +1990,7 @@ static void print_summary(const run_t *r, double secs) {
             r->idem[0], r->idem[1], r->idem[2], r->idem[3], r->replays_across_restart,
             r->retried_new, r->m.dropped_keys, r->admit_refused, r->hook_replays, r->hook_stale,
             r->big_jumps, r->m.sc.nholds, r->m.sc.norders, r->m.sc.nsales, r->m.sc.nbuyers);
-    for (int op = 0; op < NOPS; op++) {
-        char line[512];
-        size_t len = 0;
-        for (int e = 0; e < NERRS && len < sizeof line - 40; e++)
-            if (r->outcomes[op][e])
-                len += (size_t)snprintf(line + len, sizeof line - len, " %s=%ld", ERR_NAMES[e],
-                                        r->outcomes[op][e]);
-        fprintf(stderr, "  %-9s%s\n", OP_NAMES[op], len ? line : " (none)");
-    }
+    print_outcomes((const long (*)[NERRS])r->outcomes, NOPS, OP_NAMES);
 }
 
 /* Runs the simulation; returns its digest (every answer, every batch end, every clock move). */
@@ -2307,7 +2039,7 @@ static uint64_t run_sim(uint64_t seed, long steps, bool quiet) {
 }
 
 Test(sim, acknowledged_state_survives_crashes, .timeout = 1800) {
-    run_sim(env_seed(SEED_DEFAULT), env_long("FG_SIM_STEPS", STEPS_DEFAULT), false);
+    run_sim(env_seed("FG_SIM_SEED", SEED_DEFAULT), env_long("FG_SIM_STEPS", STEPS_DEFAULT), false);
 }
 
 /* A new seed each run (from the clock, printed), so runs explore beyond the fixed seed. */
@@ -2315,14 +2047,14 @@ Test(sim, acknowledged_state_survives_crashes_on_a_fresh_seed, .timeout = 1800) 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t seed = ((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec) ^ 0x5a5a5a5aULL;
-    run_sim(env_seed(seed), env_long("FG_SIM_STEPS", STEPS_DEFAULT) / 4, false);
+    run_sim(env_seed("FG_SIM_SEED", seed), env_long("FG_SIM_STEPS", STEPS_DEFAULT) / 4, false);
 }
 
 /* Determinism: the simulated clock, the PRNG and the engine are the only inputs. (Every test here
  * has the same timeout: Criterion's runner leaks 48 bytes when tests with different timeouts
  * run in parallel, which fails the AddressSanitizer build.) */
 Test(sim, same_seed_gives_the_same_run, .timeout = 1800) {
-    uint64_t seed = env_seed(SEED_DEFAULT) ^ 0x1234;
+    uint64_t seed = env_seed("FG_SIM_SEED", SEED_DEFAULT) ^ 0x1234;
     uint64_t a = run_sim(seed, 8000, true);
     uint64_t b = run_sim(seed, 8000, true);
     uint64_t c = run_sim(seed + 1, 8000, true);
