@@ -56,7 +56,7 @@ static bool render_offered(fg_buf_t *b, const fg_engine_t *e, const fg_product_t
 static void exec_products(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     if (fg_engine_market_get(e, p->id2) == NULL) {
-        fg__err(cmd, 400, "invalid_field", "market: no such market");
+        fg_cmd_problem(cmd, 400, "invalid_field", "market: no such market");
         return;
     }
     fg_buf_t b;
@@ -112,11 +112,11 @@ static void exec_product(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     const fg_product_t *prod = fg_engine_product_get(e, p->id);
     if (prod == NULL) {
-        fg__err(cmd, 404, "not_found", "no such product");
+        fg_cmd_problem(cmd, 404, "not_found", "no such product");
         return;
     }
     if (fg_engine_market_get(e, p->id2) == NULL) {
-        fg__err(cmd, 400, "invalid_field", "market: no such market");
+        fg_cmd_problem(cmd, 400, "invalid_field", "market: no such market");
         return;
     }
     fg_buf_t b;

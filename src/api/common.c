@@ -45,17 +45,6 @@ int fg_status_of_slot(int slot) { return slot_statuses[slot]; }
 
 /* ---------------------------------------------------------------- problems */
 
-void fg__problem_open(fg_buf_t *b, int status, const char *code, const char *detail) {
-    fg_buf_str(b, "{\"type\":\"https://floodgate.dev/problems/");
-    fg_buf_str(b, code);
-    fg_buf_str(b, "\",\"title\":");
-    fg_buf_json_str(b, code);
-    fg_buf_printf(b, ",\"status\":%d,\"detail\":", status);
-    fg_buf_json_str(b, detail);
-    fg_buf_str(b, ",\"code\":");
-    fg_buf_json_str(b, code);
-}
-
 void fg_api_problem(fg_api_answer_t *ans, int status, const char *code, const char *fmt, ...) {
     char detail[512];
     va_list ap;
@@ -64,7 +53,7 @@ void fg_api_problem(fg_api_answer_t *ans, int status, const char *code, const ch
     va_end(ap);
     fg_buf_t b;
     fg_buf_init(&b, 4096);
-    fg__problem_open(&b, status, code, detail);
+    fg_buf_problem_open(&b, status, code, detail);
     fg_buf_str(&b, "}");
     free(ans->body);
     ans->status = status;
@@ -77,24 +66,13 @@ void fg_api_problem(fg_api_answer_t *ans, int status, const char *code, const ch
 void fg__ok(fg_cmd_t *cmd, int status, fg_buf_t *body) {
     if (body->overflow) {
         fg_buf_free(body);
-        fg__err(cmd, 503, "overloaded", "the answer is too large to build");
+        fg_cmd_problem(cmd, 503, "overloaded", "the answer is too large to build");
         return;
     }
     free(cmd->body);
     cmd->status = status;
     cmd->code = NULL;
     cmd->body = fg_buf_take(body);
-}
-
-void fg__err(fg_cmd_t *cmd, int status, const char *code, const char *detail) {
-    fg_buf_t b;
-    fg_buf_init(&b, 4096);
-    fg__problem_open(&b, status, code, detail);
-    fg_buf_str(&b, "}");
-    free(cmd->body);
-    cmd->status = status;
-    cmd->code = code;
-    cmd->body = fg_buf_take(&b);
 }
 
 void fg__engine_err(fg_cmd_t *cmd, const fg_engine_t *e, fg_err_t err) {
@@ -116,7 +94,7 @@ void fg__engine_err(fg_cmd_t *cmd, const fg_engine_t *e, fg_err_t err) {
         [FG_ERR_CAPACITY] = {503, "overloaded"},
     };
     FG_ASSERT(err > FG_OK && err <= FG_ERR_CAPACITY);
-    fg__err(cmd, map[err].status, map[err].code, fg_engine_detail(e));
+    fg_cmd_problem(cmd, map[err].status, map[err].code, fg_engine_detail(e));
 }
 
 void fg__not_offered(fg_cmd_t *cmd, const fg_engine_t *e, const fg_sale_t *sale, const char *sku,
@@ -127,7 +105,7 @@ void fg__not_offered(fg_cmd_t *cmd, const fg_engine_t *e, const fg_sale_t *sale,
     snprintf(detail, sizeof detail, "%s is not offered in %s: %s", sku, market, reason);
     fg_buf_t b;
     fg_buf_init(&b, 16384);
-    fg__problem_open(&b, 403, "not_offered_in_market", detail);
+    fg_buf_problem_open(&b, 403, "not_offered_in_market", detail);
     fg_buf_json_key(&b, "reason", true);
     fg_buf_json_str(&b, reason);
     fg_buf_json_key(&b, "market", true);
@@ -343,7 +321,7 @@ bool fg__auth_buyer(const fg_api_request_t *rq, fg_api_cmd_t *p, fg_api_answer_t
 bool fg__admit_buyer(fg_engine_t *e, fg_cmd_t *cmd) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     if (fg_engine_buyer_auth(e, p->buyer_id, p->secret_hash) == FG_OK) return true;
-    fg__err(cmd, 401, "unauthorized", "the buyer token is not valid");
+    fg_cmd_problem(cmd, 401, "unauthorized", "the buyer token is not valid");
     return false;
 }
 

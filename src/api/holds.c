@@ -82,7 +82,7 @@ static void exec_hold_get(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     const fg_hold_t *h = fg_engine_hold_get(e, p->buyer_id, p->num_id);
     if (h == NULL) {
-        fg__err(cmd, 404, "not_found", "no such hold");
+        fg_cmd_problem(cmd, 404, "not_found", "no such hold");
         return;
     }
     fg_buf_t b;
@@ -234,7 +234,7 @@ static void exec_order_get(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     const fg_order_t *o = fg_engine_order_get(e, p->buyer_id, p->num_id);
     if (o == NULL) {
-        fg__err(cmd, 404, "not_found", "no such order");
+        fg_cmd_problem(cmd, 404, "not_found", "no such order");
         return;
     }
     fg_buf_t b;
@@ -304,7 +304,7 @@ static void exec_webhook(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     fg_pay_params_t *pp = &p->u.pay;
     if (fg_engine_webhook_use(e, pp->digest, pp->t_s, now_ms) != FG_OK) {
-        fg__err(cmd, 401, "unauthorized", "this signature was already used (replay)");
+        fg_cmd_problem(cmd, 401, "unauthorized", "this signature was already used (replay)");
         return;
     }
     const fg_order_t *o = NULL;

@@ -101,14 +101,12 @@ static inline fg_api_cmd_t *fg__cmd_params(fg_cmd_t *cmd) {
 
 /* ---- answers (writer thread) ---- */
 void fg__ok(fg_cmd_t *cmd, int status, fg_buf_t *body);       /* takes body's data */
-void fg__err(fg_cmd_t *cmd, int status, const char *code, const char *detail);
 /* Maps an engine error to status and code, with the engine's detail. */
 void fg__engine_err(fg_cmd_t *cmd, const fg_engine_t *e, fg_err_t err);
 /* 403 not_offered_in_market with reason and alternatives offered in the market. sale may be
  * NULL (a catalog question, not a sale's). */
 void fg__not_offered(fg_cmd_t *cmd, const fg_engine_t *e, const fg_sale_t *sale,
                      const char *sku, const char *market, const char *reason);
-void fg__problem_open(fg_buf_t *b, int status, const char *code, const char *detail);
 bool fg__admit_buyer(fg_engine_t *e, fg_cmd_t *cmd);
 
 /* ---- rendering (writer thread) ---- */

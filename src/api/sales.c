@@ -12,7 +12,7 @@ static void exec_sale(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     const fg_sale_t *s = fg_engine_sale_get(e, p->id);
     if (s == NULL) {
-        fg__err(cmd, 404, "not_found", "no such sale");
+        fg_cmd_problem(cmd, 404, "not_found", "no such sale");
         return;
     }
     fg_buf_t b;
@@ -263,7 +263,7 @@ static void exec_stats(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     const fg_sale_t *s = fg_engine_sale_get(e, p->id);
     if (s == NULL) {
-        fg__err(cmd, 404, "not_found", "no such sale");
+        fg_cmd_problem(cmd, 404, "not_found", "no such sale");
         return;
     }
     int64_t stock = 0, held = 0, sold = 0;

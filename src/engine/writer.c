@@ -99,17 +99,10 @@ fg_writer_stats_t *fg_writer_stats(fg_writer_t *w) { return &w->stats; }
 
 /* ---------------------------------------------------------------- answers */
 
-static void set_answer(fg_cmd_t *cmd, int status, const char *code, const char *detail) {
+void fg_cmd_problem(fg_cmd_t *cmd, int status, const char *code, const char *detail) {
     fg_buf_t b;
     fg_buf_init(&b, 4096);
-    fg_buf_str(&b, "{\"type\":\"https://floodgate.dev/problems/");
-    fg_buf_str(&b, code);
-    fg_buf_str(&b, "\",\"title\":");
-    fg_buf_json_str(&b, code);
-    fg_buf_printf(&b, ",\"status\":%d,\"detail\":", status);
-    fg_buf_json_str(&b, detail);
-    fg_buf_str(&b, ",\"code\":");
-    fg_buf_json_str(&b, code);
+    fg_buf_problem_open(&b, status, code, detail);
     fg_buf_str(&b, "}");
     free(cmd->body);
     cmd->status = status;
@@ -135,7 +128,7 @@ static void batch_add(batch_t *b, fg_cmd_t *cmd) {
 static void fail_batch(fg_writer_t *w, batch_t *b, const char *why) {
     for (fg_cmd_t *c = b->head; c != NULL;) {
         fg_cmd_t *next = c->next;
-        set_answer(c, 503, "overloaded", why);
+        fg_cmd_problem(c, 503, "overloaded", why);
         finish(w, c);
         c = next;
     }
@@ -157,14 +150,14 @@ static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
         cmd->body = cmd->replay ? cmd->replay(cmd, rec->body) : strdup(rec->body);
         cmd->replayed = cmd->body != NULL;
         if (cmd->body == NULL)
-            set_answer(cmd, 503, "overloaded", "the stored answer cannot be replayed");
+            fg_cmd_problem(cmd, 503, "overloaded", "the stored answer cannot be replayed");
         return false;
     case FG_IDEM_IN_FLIGHT:
-        set_answer(cmd, 409, "idempotency_in_progress",
+        fg_cmd_problem(cmd, 409, "idempotency_in_progress",
                    "a request with this Idempotency-Key is still being processed; retry");
         return false;
     case FG_IDEM_MISMATCH:
-        set_answer(cmd, 422, "idempotency_key_reused",
+        fg_cmd_problem(cmd, 422, "idempotency_key_reused",
                    "this Idempotency-Key was used with a different request");
         return false;
     }
@@ -381,7 +374,7 @@ static void refuse_inbox(fg_writer_t *w) {
     for (fg_cmd_t *c = take_inbox(w); c != NULL;) {
         fg_cmd_t *next = c->next;
         atomic_fetch_sub(&w->stats.queue_depth, 1);
-        set_answer(c, 503, "overloaded", "the ledger is unavailable; retry");
+        fg_cmd_problem(c, 503, "overloaded", "the ledger is unavailable; retry");
         finish(w, c);
         c = next;
     }

@@ -86,6 +86,10 @@ typedef struct {
 typedef void (*fg_sale_change_fn)(void *ctx, const fg_engine_t *e, const fg_sale_t *s,
                                   int64_t now_ms);
 
+/* Sets a command's answer to a problem+json error (replacing any body). Writer thread, or the
+ * command's owner before submitting. */
+void fg_cmd_problem(fg_cmd_t *cmd, int status, const char *code, const char *detail);
+
 /* Loads the engine from the ledger (which the writer then owns) and starts both threads.
  * Returns NULL with a message in err on failure. */
 fg_writer_t *fg_writer_start(fg_ledger_t *ledger, fg_sale_change_fn on_change, void *change_ctx,

@@ -146,3 +146,14 @@ void fg_buf_csv_field(fg_buf_t *b, const char *s) {
     }
     fg_buf_add(b, "\"", 1);
 }
+
+void fg_buf_problem_open(fg_buf_t *b, int status, const char *code, const char *detail) {
+    fg_buf_str(b, "{\"type\":\"https://floodgate.dev/problems/");
+    fg_buf_str(b, code);
+    fg_buf_str(b, "\",\"title\":");
+    fg_buf_json_str(b, code);
+    fg_buf_printf(b, ",\"status\":%d,\"detail\":", status);
+    fg_buf_json_str(b, detail);
+    fg_buf_str(b, ",\"code\":");
+    fg_buf_json_str(b, code);
+}

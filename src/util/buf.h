@@ -37,6 +37,9 @@ void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n);
 void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma);
 /* An RFC 3339 UTC time with milliseconds, quoted: "2026-11-23T12:00:00.000Z". */
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms);
+/* An RFC 9457 problem object up to its last member, without the closing brace (callers may add
+ * members): {"type","title","status","detail","code". */
+void fg_buf_problem_open(fg_buf_t *b, int status, const char *code, const char *detail);
 /* A CSV field, quoted when it holds a comma, quote or newline (RFC 4180). */
 void fg_buf_csv_field(fg_buf_t *b, const char *s);
 
