@@ -51,7 +51,8 @@ static fg_err_t put_product(fg_engine_t *e, const char *id, const char *name, co
         return FG_ERR_CAPACITY;
     }
     p.sku_count = n;
-    for (int i = 0; i < n; i++) sku(&p.skus[i], skus[3 * i], skus[3 * i + 1], skus[3 * i + 2]);
+    for (int i = 0; i < n; i++)
+        sku(&p.skus[i], skus[3 * i], skus[3 * i + 1], skus[3 * i + 2]);
     bool created;
     fg_err_t err = fg_engine_product_put(e, &p, &created);
     if (err != FG_OK) fg_product_free(&p);
@@ -71,11 +72,16 @@ static fg_err_t put_offer(fg_engine_t *e, const char *sku_id, const char *market
 }
 
 static fg_err_t build_catalog(fg_engine_t *e) {
-    static const char *const phones[] = {
-        "nova-x-256-black", "Nova X 256 GB Obsidian Black", "{\"colour\":\"black\",\"storage_gb\":256}",
-        "nova-x-512-silver", "Nova X 512 GB Glacier Silver", "{\"colour\":\"silver\",\"storage_gb\":512}"};
-    static const char *const cases[] = {"nova-x-case", "Nova X Clear Case", "{\"material\":\"TPU\"}"};
-    static const char *const chargers[] = {"nova-charger-65w", "65 W USB-C Charger", "{\"watts\":65}"};
+    static const char *const phones[] = {"nova-x-256-black",
+                                         "Nova X 256 GB Obsidian Black",
+                                         "{\"colour\":\"black\",\"storage_gb\":256}",
+                                         "nova-x-512-silver",
+                                         "Nova X 512 GB Glacier Silver",
+                                         "{\"colour\":\"silver\",\"storage_gb\":512}"};
+    static const char *const cases[] = {"nova-x-case", "Nova X Clear Case",
+                                        "{\"material\":\"TPU\"}"};
+    static const char *const chargers[] = {"nova-charger-65w", "65 W USB-C Charger",
+                                           "{\"watts\":65}"};
     fg_err_t err = FG_OK;
     for (size_t i = 0; i < N_MARKETS && err == FG_OK; i++) {
         fg_market_t m = {0};
@@ -86,9 +92,11 @@ static fg_err_t build_catalog(fg_engine_t *e) {
         err = fg_engine_market_put(e, &m, &created);
     }
     if (err == FG_OK)
-        err = put_product(e, "nova-x", "Nova X",
-                          "{\"display\":\"6.7 in OLED 120 Hz\",\"chip\":\"N3\",\"battery_mah\":5000,"
-                          "\"camera_mp\":50,\"5g\":true}", 2, phones);
+        err =
+            put_product(e, "nova-x", "Nova X",
+                        "{\"display\":\"6.7 in OLED 120 Hz\",\"chip\":\"N3\",\"battery_mah\":5000,"
+                        "\"camera_mp\":50,\"5g\":true}",
+                        2, phones);
     if (err == FG_OK) err = put_product(e, "nova-x-case", "Nova X Case", "{}", 1, cases);
     if (err == FG_OK) err = put_product(e, "nova-charger", "Nova Charger", "{}", 1, chargers);
     for (size_t i = 0; i < N_MARKETS && err == FG_OK; i++) {
@@ -96,7 +104,9 @@ static fg_err_t build_catalog(fg_engine_t *e) {
         bool us = strcmp(m->code, "US") == 0;
         const char *why = us ? "not certified" : NULL;
         err = put_offer(e, "nova-x-256-black", m->code, m->phone_minor, why);
-        if (err == FG_OK) err = put_offer(e, "nova-x-512-silver", m->code, m->phone_minor + m->phone_minor / 10, why);
+        if (err == FG_OK)
+            err = put_offer(e, "nova-x-512-silver", m->code, m->phone_minor + m->phone_minor / 10,
+                            why);
         if (err == FG_OK) err = put_offer(e, "nova-x-case", m->code, m->case_minor, NULL);
         if (err == FG_OK) err = put_offer(e, "nova-charger-65w", m->code, m->charger_minor, NULL);
     }
@@ -149,7 +159,8 @@ int fg_demo_seed(fg_ledger_t *l, int64_t now_ms, char *err, size_t errlen) {
         fg_change_t *ch = NULL;
         size_t n = fg_engine_take_changes(e, &ch);
         status = fg_ledger_commit(l, ch, n, err, errlen);
-        for (size_t i = 0; i < n; i++) fg_change_release(&ch[i]);
+        for (size_t i = 0; i < n; i++)
+            fg_change_release(&ch[i]);
         free(ch);
         if (status == 0) status = fg_ledger_meta_set(l, "demo_seeded", "1");
     }

@@ -9,7 +9,7 @@
 
 #include "ledger/ledger.h"
 
-#define FG_DEMO_SALE_ID "nova-launch"
+#define FG_DEMO_SALE_ID     "nova-launch"
 #define FG_DEMO_OPENS_IN_MS 60000
 
 /* Writes the demo catalog and a sale opening FG_DEMO_OPENS_IN_MS after now, once per ledger

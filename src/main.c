@@ -41,7 +41,8 @@ typedef struct {
 } options_t;
 
 static void usage(FILE *out) {
-    fprintf(out,
+    fprintf(
+        out,
         "floodgate " FG_VERSION " — a flash-sale engine: sells every unit exactly once.\n"
         "\n"
         "Usage:\n"
@@ -102,12 +103,17 @@ static int parse_int_arg(const char *opt, const char *v) {
 }
 
 static void parse_options(int argc, char **argv, options_t *o) {
-    static const struct option longopts[] = {
-        {"listen", required_argument, 0, 'l'}, {"data", required_argument, 0, 'd'},
-        {"admin-token", required_argument, 0, 'a'}, {"webhook-secret", required_argument, 0, 'w'},
-        {"threads", required_argument, 0, 't'}, {"rate-limit", required_argument, 0, 'r'},
-        {"port-file", required_argument, 0, 'p'}, {"quiet", no_argument, 0, 'q'},
-        {"demo", no_argument, 0, 'D'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
+                                             {"data", required_argument, 0, 'd'},
+                                             {"admin-token", required_argument, 0, 'a'},
+                                             {"webhook-secret", required_argument, 0, 'w'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"rate-limit", required_argument, 0, 'r'},
+                                             {"port-file", required_argument, 0, 'p'},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"demo", no_argument, 0, 'D'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     o->listen = env_str("FLOODGATE_LISTEN", "127.0.0.1:8080");
     o->data_dir = env_str("FLOODGATE_DATA", "./floodgate-data");
     o->admin_token = env_str("FLOODGATE_ADMIN_TOKEN", NULL);
@@ -158,12 +164,13 @@ static int admin_hash(fg_ledger_t *l, const char *given, uint8_t hash[32]) {
         int rc = fg_ledger_meta_get(l, "admin_token_hash", hex, sizeof hex);
         if (rc < 0) return -1;
         size_t n = 0;
-        if (rc == 1 && sodium_hex2bin(hash, 32, hex, 64, NULL, &n, NULL) == 0 && n == 32)
-            return 0;
+        if (rc == 1 && sodium_hex2bin(hash, 32, hex, 64, NULL, &n, NULL) == 0 && n == 32) return 0;
         random_token("fga_", token, sizeof token);
         t = token;
-        fprintf(stderr, "\nfloodgate: generated the admin token (shown once, only its hash is "
-                        "kept):\n\n    %s\n\n", token);
+        fprintf(stderr,
+                "\nfloodgate: generated the admin token (shown once, only its hash is "
+                "kept):\n\n    %s\n\n",
+                token);
     }
     if (strlen(t) < 16) {
         fprintf(stderr, "floodgate: the admin token must be at least 16 characters\n");
@@ -177,7 +184,8 @@ static int admin_hash(fg_ledger_t *l, const char *given, uint8_t hash[32]) {
 static int webhook_secret(fg_ledger_t *l, const char *given, char *out, size_t cap) {
     if (given != NULL) {
         if (strlen(given) < 16 || strlen(given) >= cap) {
-            fprintf(stderr, "floodgate: the webhook secret must be 16 to %zu characters\n", cap - 1);
+            fprintf(stderr, "floodgate: the webhook secret must be 16 to %zu characters\n",
+                    cap - 1);
             return -1;
         }
         snprintf(out, cap, "%s", given);
@@ -229,12 +237,14 @@ static int serve(const options_t *o) {
         fprintf(stderr, "floodgate: demo: %s\n", err);
         goto fail_secrets;
     }
-    fg_api_config_t acfg = {.data_dir = o->data_dir, .admin_token_hash = hash,
-                            .webhook_secret = secret, .rate_limit_per_s = o->rate_limit};
+    fg_api_config_t acfg = {.data_dir = o->data_dir,
+                            .admin_token_hash = hash,
+                            .webhook_secret = secret,
+                            .rate_limit_per_s = o->rate_limit};
     fg_api_t *api = fg_api_new(&acfg);
     if (api == NULL) goto fail_secrets;
-    fg_writer_t *writer = fg_writer_start(ledger, fg_api_on_sale_change, api, !o->quiet, err,
-                                           sizeof err);
+    fg_writer_t *writer =
+        fg_writer_start(ledger, fg_api_on_sale_change, api, !o->quiet, err, sizeof err);
     if (writer == NULL) {
         fprintf(stderr, "floodgate: %s\n", err);
         goto fail_writer;

@@ -27,14 +27,28 @@ typedef enum { FG_GET, FG_PUT, FG_POST, FG_DELETE, FG_OTHER } fg_method_t;
 /* Routes, for metrics and logs. */
 typedef enum {
     FG_R_UNKNOWN,
-    FG_R_HEALTHZ, FG_R_READYZ, FG_R_METRICS,
-    FG_R_MARKETS, FG_R_PRODUCTS, FG_R_PRODUCT,
-    FG_R_SALE, FG_R_SALE_EVENTS,
+    FG_R_HEALTHZ,
+    FG_R_READYZ,
+    FG_R_METRICS,
+    FG_R_MARKETS,
+    FG_R_PRODUCTS,
+    FG_R_PRODUCT,
+    FG_R_SALE,
+    FG_R_SALE_EVENTS,
     FG_R_BUYERS,
-    FG_R_HOLDS, FG_R_HOLD, FG_R_HOLD_ORDER,
-    FG_R_WEBHOOK, FG_R_ORDER, FG_R_ME_ORDERS,
-    FG_R_ADMIN_MARKET, FG_R_ADMIN_PRODUCT, FG_R_ADMIN_OFFER,
-    FG_R_ADMIN_SALES, FG_R_ADMIN_SALE_ACTION, FG_R_ADMIN_STOCK, FG_R_ADMIN_STATS,
+    FG_R_HOLDS,
+    FG_R_HOLD,
+    FG_R_HOLD_ORDER,
+    FG_R_WEBHOOK,
+    FG_R_ORDER,
+    FG_R_ME_ORDERS,
+    FG_R_ADMIN_MARKET,
+    FG_R_ADMIN_PRODUCT,
+    FG_R_ADMIN_OFFER,
+    FG_R_ADMIN_SALES,
+    FG_R_ADMIN_SALE_ACTION,
+    FG_R_ADMIN_STOCK,
+    FG_R_ADMIN_STATS,
     FG_R_ADMIN_EXPORT,
     FG_R_COUNT
 } fg_route_t;
@@ -43,32 +57,32 @@ const char *fg_route_name(fg_route_t r);
 
 typedef struct {
     fg_method_t method;
-    const char *path;                   /* without the query */
-    const char *query;                  /* after '?', or "" */
-    const char *authorization;          /* header values, NULL when absent */
+    const char *path;          /* without the query */
+    const char *query;         /* after '?', or "" */
+    const char *authorization; /* header values, NULL when absent */
     const char *idempotency_key;
-    const char *signature;              /* Floodgate-Signature */
+    const char *signature; /* Floodgate-Signature */
     const char *last_event_id;
     const char *body;
     size_t body_len;
-    const char *client_ip;              /* text form */
+    const char *client_ip; /* text form */
 } fg_api_request_t;
 
 typedef enum {
-    FG_ANSWER_NOW,      /* ans is complete */
-    FG_ANSWER_LATER,    /* run the command: fg_api_submit, then answer from cmd */
-    FG_ANSWER_STREAM,   /* ans.stream is set: pull from it */
+    FG_ANSWER_NOW,    /* ans is complete */
+    FG_ANSWER_LATER,  /* run the command: fg_api_submit, then answer from cmd */
+    FG_ANSWER_STREAM, /* ans.stream is set: pull from it */
 } fg_answer_kind_t;
 
 typedef struct fg_api_stream fg_api_stream_t;
 
 typedef struct {
     int status;
-    const char *code;                   /* problem code or NULL */
-    char *body;                         /* malloc'd, owned by the caller after handle */
+    const char *code; /* problem code or NULL */
+    char *body;       /* malloc'd, owned by the caller after handle */
     const char *content_type;
-    int retry_after_s;                  /* 0 = no header */
-    const char *allow;                  /* Allow header for 405, static */
+    int retry_after_s; /* 0 = no header */
+    const char *allow; /* Allow header for 405, static */
     fg_api_stream_t *stream;
 } fg_api_answer_t;
 
@@ -77,7 +91,7 @@ typedef struct {
 typedef struct fg_api_cmd fg_api_cmd_t;
 #define FG_API_CMD_BYTES 1280
 typedef struct {
-    fg_cmd_t cmd;                       /* first: the writer sees this */
+    fg_cmd_t cmd; /* first: the writer sees this */
     _Alignas(8) unsigned char params[FG_API_CMD_BYTES];
 } fg_api_slot_t;
 
@@ -85,9 +99,9 @@ typedef struct fg_api fg_api_t;
 
 typedef struct {
     const char *data_dir;
-    const uint8_t *admin_token_hash;    /* 32 bytes */
+    const uint8_t *admin_token_hash; /* 32 bytes */
     const char *webhook_secret;
-    int rate_limit_per_s;               /* per client IP, registrations and holds; 0 = off */
+    int rate_limit_per_s; /* per client IP, registrations and holds; 0 = off */
 } fg_api_config_t;
 
 /* The writer is set afterwards (fg_api_set_writer): starting it needs the API's change

@@ -102,13 +102,16 @@ static void exec_register(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg__ok(cmd, 201, &b);
 }
 
-/* Trims white space (spaces, tabs, line ends), lower-cases and checks an address: one '@', something on each side, a dot after it,
- * no spaces or control characters. Full RFC 5322 is not the point: delivery proves an address. */
+/* Trims white space (spaces, tabs, line ends), lower-cases and checks an address: one '@',
+ * something on each side, a dot after it, no spaces or control characters. Full RFC 5322 is not the
+ * point: delivery proves an address. */
 static bool normalize_email(char *s) {
     size_t n = strlen(s);
     size_t a = 0;
-    while (a < n && isspace((unsigned char)s[a])) a++;
-    while (n > a && isspace((unsigned char)s[n - 1])) n--;
+    while (a < n && isspace((unsigned char)s[a]))
+        a++;
+    while (n > a && isspace((unsigned char)s[n - 1]))
+        n--;
     memmove(s, s + a, n - a);
     s[n - a] = '\0';
     const char *at = strchr(s, '@');
@@ -131,8 +134,10 @@ static bool email_field(json_t *body, char out[FG_EMAIL_BYTES_MAX + 1], fg_api_a
         return false;
     }
     size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)*s)) s++, n--;
-    while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
+    while (n > 0 && isspace((unsigned char)*s))
+        s++, n--;
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
     if (n == 0 || n > FG_EMAIL_BYTES_MAX) {
         fg_api_problem(ans, 400, "invalid_field", "email: 1 to %d bytes", FG_EMAIL_BYTES_MAX);
         return false;
@@ -153,8 +158,7 @@ fg_answer_kind_t fg__h_buyers(fg_api_t *api, const fg_api_request_t *rq, const c
     if (body == NULL) return FG_ANSWER_NOW;
     fg_buyer_params_t *bp = &p->u.buyer;
     bool ok = fg__only_keys(body, keys, "", ans) && email_field(body, bp->email, ans) &&
-              fg__str_field(body, "market", "market", true, 2, bp->market, sizeof bp->market,
-                            ans);
+              fg__str_field(body, "market", "market", true, 2, bp->market, sizeof bp->market, ans);
     json_decref(body);
     if (!ok) return FG_ANSWER_NOW;
     if (!normalize_email(bp->email)) {

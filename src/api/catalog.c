@@ -20,9 +20,8 @@ static void exec_markets(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg__ok(cmd, 200, &b);
 }
 
-fg_answer_kind_t fg__h_markets(fg_api_t *api, const fg_api_request_t *rq,
-                               const char *const *parts, fg_api_slot_t *slot,
-                               fg_api_answer_t *ans) {
+fg_answer_kind_t fg__h_markets(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                               fg_api_slot_t *slot, fg_api_answer_t *ans) {
     fg__cmd_init(api, slot, exec_markets);
     return FG_ANSWER_LATER;
 }
@@ -71,17 +70,15 @@ static void exec_products(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
 
 /* Reads ?market=XX into p->id2; false with a 400 when absent or malformed. */
 static bool market_query(const fg_api_request_t *rq, fg_api_cmd_t *p, fg_api_answer_t *ans) {
-    if (!fg__query_param(rq->query, "market", p->id2, sizeof p->id2) ||
-        !fg__valid_market(p->id2)) {
+    if (!fg__query_param(rq->query, "market", p->id2, sizeof p->id2) || !fg__valid_market(p->id2)) {
         fg_api_problem(ans, 400, "invalid_field", "market: a query parameter like ?market=DE");
         return false;
     }
     return true;
 }
 
-fg_answer_kind_t fg__h_products(fg_api_t *api, const fg_api_request_t *rq,
-                                const char *const *parts, fg_api_slot_t *slot,
-                                fg_api_answer_t *ans) {
+fg_answer_kind_t fg__h_products(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                                fg_api_slot_t *slot, fg_api_answer_t *ans) {
     fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_products);
     return market_query(rq, p, ans) ? FG_ANSWER_LATER : FG_ANSWER_NOW;
 }
@@ -101,8 +98,10 @@ static void render_product_sku(fg_buf_t *b, const fg_engine_t *e, const fg_produ
         return;
     }
     fg_buf_str(b, ",\"offered\":false,\"reason\":");
-    if (o != NULL) fg_buf_json_str(b, o->reason);
-    else fg_buf_printf(b, "\"not offered in %s\"", market);
+    if (o != NULL)
+        fg_buf_json_str(b, o->reason);
+    else
+        fg_buf_printf(b, "\"not offered in %s\"", market);
     fg_buf_str(b, ",\"alternatives\":");
     fg__render_alternatives(b, e, NULL, p->id, s->id, market);
     fg_buf_str(b, "}");
@@ -131,9 +130,8 @@ static void exec_product(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg__ok(cmd, 200, &b);
 }
 
-fg_answer_kind_t fg__h_product(fg_api_t *api, const fg_api_request_t *rq,
-                               const char *const *parts, fg_api_slot_t *slot,
-                               fg_api_answer_t *ans) {
+fg_answer_kind_t fg__h_product(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                               fg_api_slot_t *slot, fg_api_answer_t *ans) {
     fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_product);
     if (!fg__valid_id(parts[2])) {
         fg_api_problem(ans, 404, "not_found", "no such product");
@@ -173,11 +171,11 @@ fg_answer_kind_t fg__h_admin_market(fg_api_t *api, const fg_api_request_t *rq,
     if (body == NULL) return FG_ANSWER_NOW;
     fg_market_t *m = &p->u.market;
     memcpy(m->code, parts[3], 3);
-    bool ok = fg__only_keys(body, keys, "", ans) &&
-              fg__str_field(body, "name", "name", true, FG_NAME_BYTES_MAX, m->name,
-                            sizeof m->name, ans) &&
-              fg__str_field(body, "currency", "currency", true, 3, m->currency,
-                            sizeof m->currency, ans);
+    bool ok =
+        fg__only_keys(body, keys, "", ans) &&
+        fg__str_field(body, "name", "name", true, FG_NAME_BYTES_MAX, m->name, sizeof m->name,
+                      ans) &&
+        fg__str_field(body, "currency", "currency", true, 3, m->currency, sizeof m->currency, ans);
     json_decref(body);
     if (ok && !fg__valid_currency(m->currency)) {
         fg_api_problem(ans, 400, "invalid_field", "currency: three upper-case letters (ISO 4217)");
@@ -248,8 +246,8 @@ static bool parse_sku(json_t *item, int i, fg_sku_t *sku, fg_api_answer_t *ans) 
 static bool parse_product(json_t *body, fg_product_t *prod, fg_api_answer_t *ans) {
     static const char *const keys[] = {"name", "specs", "skus", NULL};
     if (!fg__only_keys(body, keys, "", ans) ||
-        !fg__str_field(body, "name", "name", true, FG_NAME_BYTES_MAX, prod->name,
-                       sizeof prod->name, ans))
+        !fg__str_field(body, "name", "name", true, FG_NAME_BYTES_MAX, prod->name, sizeof prod->name,
+                       ans))
         return false;
     prod->specs_json = object_field(body, "specs", "specs", ans);
     if (prod->specs_json == NULL) return false;

@@ -16,21 +16,35 @@
 /* ---------------------------------------------------------------- names */
 
 static const char *const route_names[FG_R_COUNT] = {
-    [FG_R_UNKNOWN] = "unknown",           [FG_R_HEALTHZ] = "healthz",
-    [FG_R_READYZ] = "readyz",             [FG_R_METRICS] = "metrics",
-    [FG_R_MARKETS] = "markets",           [FG_R_PRODUCTS] = "products",
-    [FG_R_PRODUCT] = "product",           [FG_R_SALE] = "sale",
-    [FG_R_SALE_EVENTS] = "sale_events",   [FG_R_BUYERS] = "buyers",
-    [FG_R_HOLDS] = "holds",               [FG_R_HOLD] = "hold",
-    [FG_R_HOLD_ORDER] = "hold_order",     [FG_R_WEBHOOK] = "payment_webhook",
-    [FG_R_ORDER] = "order",               [FG_R_ME_ORDERS] = "me_orders",
-    [FG_R_ADMIN_MARKET] = "admin_market", [FG_R_ADMIN_PRODUCT] = "admin_product",
-    [FG_R_ADMIN_OFFER] = "admin_offer",   [FG_R_ADMIN_SALES] = "admin_sales",
-    [FG_R_ADMIN_SALE_ACTION] = "admin_sale_action", [FG_R_ADMIN_STOCK] = "admin_stock",
-    [FG_R_ADMIN_STATS] = "admin_stats",   [FG_R_ADMIN_EXPORT] = "admin_export",
+    [FG_R_UNKNOWN] = "unknown",
+    [FG_R_HEALTHZ] = "healthz",
+    [FG_R_READYZ] = "readyz",
+    [FG_R_METRICS] = "metrics",
+    [FG_R_MARKETS] = "markets",
+    [FG_R_PRODUCTS] = "products",
+    [FG_R_PRODUCT] = "product",
+    [FG_R_SALE] = "sale",
+    [FG_R_SALE_EVENTS] = "sale_events",
+    [FG_R_BUYERS] = "buyers",
+    [FG_R_HOLDS] = "holds",
+    [FG_R_HOLD] = "hold",
+    [FG_R_HOLD_ORDER] = "hold_order",
+    [FG_R_WEBHOOK] = "payment_webhook",
+    [FG_R_ORDER] = "order",
+    [FG_R_ME_ORDERS] = "me_orders",
+    [FG_R_ADMIN_MARKET] = "admin_market",
+    [FG_R_ADMIN_PRODUCT] = "admin_product",
+    [FG_R_ADMIN_OFFER] = "admin_offer",
+    [FG_R_ADMIN_SALES] = "admin_sales",
+    [FG_R_ADMIN_SALE_ACTION] = "admin_sale_action",
+    [FG_R_ADMIN_STOCK] = "admin_stock",
+    [FG_R_ADMIN_STATS] = "admin_stats",
+    [FG_R_ADMIN_EXPORT] = "admin_export",
 };
 
-const char *fg_route_name(fg_route_t r) { return route_names[r]; }
+const char *fg_route_name(fg_route_t r) {
+    return route_names[r];
+}
 
 static const int slot_statuses[FG_STATUS_SLOTS] = {0,   200, 201, 400, 401, 403, 404, 405,
                                                    409, 413, 414, 422, 429, 431, 500, 503};
@@ -41,7 +55,9 @@ int fg_status_slot(int status) {
     return 0;
 }
 
-int fg_status_of_slot(int slot) { return slot_statuses[slot]; }
+int fg_status_of_slot(int slot) {
+    return slot_statuses[slot];
+}
 
 /* ---------------------------------------------------------------- problems */
 
@@ -141,13 +157,13 @@ json_t *fg__parse_body(const fg_api_request_t *rq, fg_api_answer_t *ans) {
     return v;
 }
 
-bool fg__only_keys(json_t *obj, const char *const *keys, const char *prefix,
-                   fg_api_answer_t *ans) {
+bool fg__only_keys(json_t *obj, const char *const *keys, const char *prefix, fg_api_answer_t *ans) {
     const char *k;
     json_t *v;
     json_object_foreach(obj, k, v) {
         bool known = false;
-        for (const char *const *p = keys; *p && !known; p++) known = strcmp(*p, k) == 0;
+        for (const char *const *p = keys; *p && !known; p++)
+            known = strcmp(*p, k) == 0;
         if (!known) {
             fg_api_problem(ans, 400, "invalid_field", "%s%.64s: unknown field", prefix, k);
             return false;
@@ -245,7 +261,8 @@ bool fg__query_param(const char *query, const char *name, char *out, size_t cap)
             size_t o = 0;
             for (size_t i = nlen + 1; i < len; i++) {
                 char c = p[i];
-                if (c == '+') c = ' ';
+                if (c == '+')
+                    c = ' ';
                 else if (c == '%' && i + 2 < len && hexval(p[i + 1]) >= 0 &&
                          hexval(p[i + 2]) >= 0) {
                     c = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
@@ -280,7 +297,8 @@ static const char *bearer(const fg_api_request_t *rq) {
     const char *a = rq->authorization;
     if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0) return NULL;
     a += 7;
-    while (*a == ' ') a++;
+    while (*a == ' ')
+        a++;
     size_t n = strlen(a);
     return n >= 1 && n <= FG_TOKEN_BYTES_MAX ? a : NULL;
 }
@@ -334,7 +352,8 @@ bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_
     }
     size_t n = strlen(k);
     bool printable = n <= FG_IDEM_KEY_BYTES_MAX;
-    for (size_t i = 0; i < n && printable; i++) printable = k[i] > 0x20 && k[i] < 0x7f;
+    for (size_t i = 0; i < n && printable; i++)
+        printable = k[i] > 0x20 && k[i] < 0x7f;
     if (!printable) {
         fg_api_problem(ans, 400, "invalid_field",
                        "Idempotency-Key: 1 to %d printable ASCII characters",
@@ -354,8 +373,7 @@ bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_
     const char *m = rq->method == FG_POST ? "POST " : "OTHER ";
     crypto_generichash_update(&st, (const unsigned char *)m, strlen(m));
     crypto_generichash_update(&st, (const unsigned char *)rq->path, strlen(rq->path) + 1);
-    if (rq->body_len)
-        crypto_generichash_update(&st, (const unsigned char *)rq->body, rq->body_len);
+    if (rq->body_len) crypto_generichash_update(&st, (const unsigned char *)rq->body, rq->body_len);
     crypto_generichash_final(&st, cmd->fingerprint, 32);
     return true;
 }

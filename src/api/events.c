@@ -30,17 +30,17 @@ typedef struct sale_entry {
 } sale_entry_t;
 
 typedef struct sub {
-    fg_api_stream_t base;               /* first: the stream vtable */
+    fg_api_stream_t base; /* first: the stream vtable */
     fg_events_t *hub;
     char sale_id[FG_ID_BYTES_MAX + 1];
     uint64_t last_seq;
     int64_t last_write_ms;
-    fg_buf_t pending;                   /* an event being copied out */
+    fg_buf_t pending; /* an event being copied out */
     size_t pending_off;
     bool parked;
     fg_stream_park_fn unpark;
     void *ctx;
-    struct sub *prev, *next;            /* parked list */
+    struct sub *prev, *next; /* parked list */
 } sub_t;
 
 struct fg_events {
@@ -61,8 +61,10 @@ static sale_entry_t *find(fg_events_t *ev, const char *id) {
 
 static void unlink_sub(fg_events_t *ev, sub_t *s) {
     if (!s->parked) return;
-    if (s->prev) s->prev->next = s->next;
-    else ev->parked = s->next;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        ev->parked = s->next;
     if (s->next) s->next->prev = s->prev;
     s->prev = s->next = NULL;
     s->parked = false;

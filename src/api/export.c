@@ -31,8 +31,8 @@ static const char csv_header[] =
 
 static void csv_row(fg_buf_t *b, const fg_export_row_t *r) {
     static const char *const states[] = {"pending_payment", "paid", "cancelled"};
-    static const char *const ship_keys[] = {"name", "line1", "line2", "city", "postal_code",
-                                            "country"};
+    static const char *const ship_keys[] = {"name", "line1",       "line2",
+                                            "city", "postal_code", "country"};
     const fg_order_row_t *o = &r->order;
     char market[3], t1[40], t2[40];
     fg_mcode_str(o->market, market);
@@ -46,7 +46,8 @@ static void csv_row(fg_buf_t *b, const fg_export_row_t *r) {
     fg_buf_str(b, ",");
     fg_buf_csv_field(b, o->sku);
     fg_buf_printf(b, ",%s,%d,%s,%s,%lld,%s,%s,%s", market, o->quantity,
-                  states[o->state < 3 ? o->state : 2], fg_payment_provider_of((fg_pay_method_t)o->method)->name,
+                  states[o->state < 3 ? o->state : 2],
+                  fg_payment_provider_of((fg_pay_method_t)o->method)->name,
                   (long long)o->total_minor, o->currency, t1, t2);
     json_t *ship = json_loads(o->shipping_json ? o->shipping_json : "{}", 0, NULL);
     for (size_t i = 0; i < sizeof ship_keys / sizeof ship_keys[0]; i++) {

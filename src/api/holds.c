@@ -19,13 +19,12 @@ static void exec_hold(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_hold_params_t *hp = &p->u.hold;
     if (hp->market == 0) hp->market = fg_engine_buyer_market(e, p->buyer_id);
     const fg_hold_t *h = NULL;
-    fg_err_t err = fg_engine_hold(e, p->buyer_id, p->id, hp->sku, hp->market, hp->quantity,
-                                  now_ms, &h);
+    fg_err_t err =
+        fg_engine_hold(e, p->buyer_id, p->id, hp->sku, hp->market, hp->quantity, now_ms, &h);
     if (err == FG_ERR_NOT_OFFERED) {
         char market[3];
         fg_mcode_str(hp->market, market);
-        fg__not_offered(cmd, e, fg_engine_sale_get(e, p->id), hp->sku, market,
-                        fg_engine_detail(e));
+        fg__not_offered(cmd, e, fg_engine_sale_get(e, p->id), hp->sku, market, fg_engine_detail(e));
         return;
     }
     if (err != FG_OK) {
@@ -62,12 +61,11 @@ fg_answer_kind_t fg__h_holds(fg_api_t *api, const fg_api_request_t *rq, const ch
     fg_hold_params_t *hp = &p->u.hold;
     char market[3] = "";
     int64_t qty = 1;
-    bool ok = fg__only_keys(body, keys, "", ans) &&
-              fg__str_field(body, "sku", "sku", true, FG_ID_BYTES_MAX, hp->sku, sizeof hp->sku,
-                            ans) &&
-              fg__str_field(body, "market", "market", false, 2, market, sizeof market, ans) &&
-              fg__int_field(body, "quantity", "quantity", false, 1, FG_LIMIT_PER_BUYER_MAX, &qty,
-                            ans);
+    bool ok =
+        fg__only_keys(body, keys, "", ans) &&
+        fg__str_field(body, "sku", "sku", true, FG_ID_BYTES_MAX, hp->sku, sizeof hp->sku, ans) &&
+        fg__str_field(body, "market", "market", false, 2, market, sizeof market, ans) &&
+        fg__int_field(body, "quantity", "quantity", false, 1, FG_LIMIT_PER_BUYER_MAX, &qty, ans);
     json_decref(body);
     if (ok && market[0] != '\0' && !fg__valid_market(market)) {
         fg_api_problem(ans, 400, "invalid_field", "market: two upper-case letters");
@@ -147,8 +145,8 @@ static void exec_order(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
 
 /* Validates the shipping address and serializes it in a fixed field order. */
 static char *parse_shipping(json_t *ship, char country[3], fg_api_answer_t *ans) {
-    static const char *const keys[] = {"name", "line1", "line2", "city", "postal_code",
-                                       "country", NULL};
+    static const char *const keys[] = {"name",        "line1",   "line2", "city",
+                                       "postal_code", "country", NULL};
     struct {
         const char *key;
         bool required;
@@ -168,8 +166,8 @@ static char *parse_shipping(json_t *ship, char country[3], fg_api_answer_t *ans)
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         char path[40];
         snprintf(path, sizeof path, "shipping.%s", f[i].key);
-        if (!fg__str_field(ship, f[i].key, path, f[i].required, f[i].max, f[i].val,
-                           sizeof f[i].val, ans))
+        if (!fg__str_field(ship, f[i].key, path, f[i].required, f[i].max, f[i].val, sizeof f[i].val,
+                           ans))
             return NULL;
     }
     if (!fg__valid_market(f[5].val)) {
@@ -266,7 +264,8 @@ static void exec_me_orders(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     if (o != NULL && n > 0) {
         /* The cursor names the last order shown: the next page starts below it. */
         const fg_order_t *last = fg_engine_buyer_orders(e, p->buyer_id);
-        while (last->next_of_buyer != o) last = last->next_of_buyer;
+        while (last->next_of_buyer != o)
+            last = last->next_of_buyer;
         fg_buf_printf(&b, "],\"next_cursor\":\"o_%llu\"}", (unsigned long long)last->row.id);
     } else {
         fg_buf_str(&b, "],\"next_cursor\":null}");
@@ -351,23 +350,24 @@ static bool verify_signature(const fg_api_t *api, const fg_api_request_t *rq, in
     }
     int64_t now_s = fg_clock_now_ms() / 1000;
     if (t < now_s - FG_WEBHOOK_TOLERANCE_S || t > now_s + FG_WEBHOOK_TOLERANCE_S) {
-        fg_api_problem(ans, 401, "unauthorized", "the signature's timestamp is more than %d s "
-                       "from now", FG_WEBHOOK_TOLERANCE_S);
+        fg_api_problem(ans, 401, "unauthorized",
+                       "the signature's timestamp is more than %d s "
+                       "from now",
+                       FG_WEBHOOK_TOLERANCE_S);
         return false;
     }
     *t_s = t;
     return true;
 }
 
-fg_answer_kind_t fg__h_webhook(fg_api_t *api, const fg_api_request_t *rq,
-                               const char *const *parts, fg_api_slot_t *slot,
-                               fg_api_answer_t *ans) {
+fg_answer_kind_t fg__h_webhook(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
+                               fg_api_slot_t *slot, fg_api_answer_t *ans) {
     static const char *const keys[] = {"order_id", "status", NULL};
     fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_webhook);
     fg_pay_params_t *pp = &p->u.pay;
     if (!verify_signature(api, rq, &pp->t_s, ans)) return FG_ANSWER_NOW;
-    crypto_generichash(pp->digest, 32, (const unsigned char *)rq->signature,
-                       strlen(rq->signature), NULL, 0);
+    crypto_generichash(pp->digest, 32, (const unsigned char *)rq->signature, strlen(rq->signature),
+                       NULL, 0);
     json_t *body = fg__parse_body(rq, ans);
     if (body == NULL) return FG_ANSWER_NOW;
     char order[32], status[16];

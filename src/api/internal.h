@@ -22,7 +22,7 @@ struct fg_api {
     fg_events_t *events;
     int rate_limit_per_s;
     pthread_mutex_t rate_mu;
-    fg_map_t rate_buckets;              /* hash(ip) -> tokens << 32 | second */
+    fg_map_t rate_buckets; /* hash(ip) -> tokens << 32 | second */
 };
 
 typedef struct {
@@ -32,7 +32,7 @@ typedef struct {
 } fg_hold_params_t;
 
 typedef struct {
-    char *shipping_json;                /* owned until the engine copies it */
+    char *shipping_json; /* owned until the engine copies it */
     char country[3];
     fg_pay_method_t method;
 } fg_order_params_t;
@@ -64,16 +64,16 @@ typedef enum { FG_ACT_PAUSE, FG_ACT_RESUME, FG_ACT_CLOSE } fg_sale_action_t;
 /* What a command carries from the HTTP thread to the writer thread. */
 struct fg_api_cmd {
     fg_api_t *api;
-    uint64_t buyer_id;                  /* claimed by the token; checked by admit */
+    uint64_t buyer_id; /* claimed by the token; checked by admit */
     uint8_t secret_hash[32];
-    char id[FG_ID_BYTES_MAX + 1];       /* first path id */
-    char id2[FG_ID_BYTES_MAX + 1];      /* second path id */
-    uint64_t num_id;                    /* hold or order id from the path */
+    char id[FG_ID_BYTES_MAX + 1];  /* first path id */
+    char id2[FG_ID_BYTES_MAX + 1]; /* second path id */
+    uint64_t num_id;               /* hold or order id from the path */
     union {
         fg_market_t market;
-        fg_product_t product;           /* owned strings until the engine takes them */
+        fg_product_t product; /* owned strings until the engine takes them */
         fg_offer_t offer;
-        fg_sale_row_t *sale;            /* owned */
+        fg_sale_row_t *sale; /* owned */
         fg_buyer_params_t buyer;
         fg_hold_params_t hold;
         fg_order_params_t order;
@@ -85,7 +85,7 @@ struct fg_api_cmd {
             uint64_t cursor;
         } page;
     } u;
-    int kind;                           /* which union member owns memory, see slot_release */
+    int kind; /* which union member owns memory, see slot_release */
 };
 
 _Static_assert(sizeof(struct fg_api_cmd) <= FG_API_CMD_BYTES, "API command fits its slot");
@@ -100,13 +100,13 @@ static inline fg_api_cmd_t *fg__cmd_params(fg_cmd_t *cmd) {
 }
 
 /* ---- answers (writer thread) ---- */
-void fg__ok(fg_cmd_t *cmd, int status, fg_buf_t *body);       /* takes body's data */
+void fg__ok(fg_cmd_t *cmd, int status, fg_buf_t *body); /* takes body's data */
 /* Maps an engine error to status and code, with the engine's detail. */
 void fg__engine_err(fg_cmd_t *cmd, const fg_engine_t *e, fg_err_t err);
 /* 403 not_offered_in_market with reason and alternatives offered in the market. sale may be
  * NULL (a catalog question, not a sale's). */
-void fg__not_offered(fg_cmd_t *cmd, const fg_engine_t *e, const fg_sale_t *sale,
-                     const char *sku, const char *market, const char *reason);
+void fg__not_offered(fg_cmd_t *cmd, const fg_engine_t *e, const fg_sale_t *sale, const char *sku,
+                     const char *market, const char *reason);
 bool fg__admit_buyer(fg_engine_t *e, fg_cmd_t *cmd);
 
 /* ---- rendering (writer thread) ---- */
@@ -173,9 +173,8 @@ fg_answer_kind_t fg__h_sale_events(fg_api_t *, const fg_api_request_t *, const c
                                    fg_api_slot_t *, fg_api_answer_t *);
 fg_answer_kind_t fg__h_admin_sales(fg_api_t *, const fg_api_request_t *, const char *const *,
                                    fg_api_slot_t *, fg_api_answer_t *);
-fg_answer_kind_t fg__h_admin_sale_action(fg_api_t *, const fg_api_request_t *,
-                                         const char *const *, fg_api_slot_t *,
-                                         fg_api_answer_t *);
+fg_answer_kind_t fg__h_admin_sale_action(fg_api_t *, const fg_api_request_t *, const char *const *,
+                                         fg_api_slot_t *, fg_api_answer_t *);
 fg_answer_kind_t fg__h_admin_stock(fg_api_t *, const fg_api_request_t *, const char *const *,
                                    fg_api_slot_t *, fg_api_answer_t *);
 fg_answer_kind_t fg__h_admin_stats(fg_api_t *, const fg_api_request_t *, const char *const *,

@@ -57,8 +57,8 @@ void fg__render_offer(fg_buf_t *b, const fg_engine_t *e, const fg_offer_t *o) {
         fg_buf_json_str(b, o->reason);
     } else {
         const fg_market_t *m = fg_engine_market_get(e, o->market);
-        fg_buf_printf(b, ",\"offered\":true,\"price_minor\":%lld,\"currency\":",
-                      (long long)o->price_minor);
+        fg_buf_printf(
+            b, ",\"offered\":true,\"price_minor\":%lld,\"currency\":", (long long)o->price_minor);
         fg_buf_json_str(b, m ? m->currency : "");
     }
     fg_buf_str(b, "}");
@@ -77,8 +77,8 @@ static bool sellable(const fg_engine_t *e, const fg_sale_t *sale, const char *sk
     return true;
 }
 
-static void render_alt(fg_buf_t *b, const fg_engine_t *e, const fg_product_t *p,
-                       const fg_sku_t *s, const fg_offer_t *o, int n) {
+static void render_alt(fg_buf_t *b, const fg_engine_t *e, const fg_product_t *p, const fg_sku_t *s,
+                       const fg_offer_t *o, int n) {
     const fg_market_t *m = fg_engine_market_get(e, o->market);
     fg_buf_str(b, n ? ",{\"sku\":" : "{\"sku\":");
     fg_buf_json_str(b, s->id);
@@ -92,8 +92,7 @@ static void render_alt(fg_buf_t *b, const fg_engine_t *e, const fg_product_t *p,
 }
 
 void fg__render_alternatives(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *sale,
-                             const char *product_id, const char *exclude_sku,
-                             const char *market) {
+                             const char *product_id, const char *exclude_sku, const char *market) {
     int n = 0;
     fg_buf_str(b, "[");
     /* Two passes: the same product's other SKUs first, then any other product's. */
@@ -139,8 +138,10 @@ void fg__render_sale(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *s, int6
         fg_buf_json_key(b, "opens_at", true);
         fg_buf_json_time(b, s->def.opens_at_ms);
         fg_buf_json_key(b, "closes_at", true);
-        if (s->def.closes_at_ms) fg_buf_json_time(b, s->def.closes_at_ms);
-        else fg_buf_str(b, "null");
+        if (s->def.closes_at_ms)
+            fg_buf_json_time(b, s->def.closes_at_ms);
+        else
+            fg_buf_str(b, "null");
         fg_buf_printf(b, ",\"limit_per_buyer\":%d,\"hold_ttl_s\":%d", s->def.limit_per_buyer,
                       s->def.hold_ttl_s);
     }

@@ -40,11 +40,17 @@ static const route_def_t routes[] = {
     {{"admin", "v1", "products", "*"}, FG_PUT, FG_R_ADMIN_PRODUCT, fg__h_admin_product},
     {{"admin", "v1", "skus", "*", "offers", "*"}, FG_PUT, FG_R_ADMIN_OFFER, fg__h_admin_offer},
     {{"admin", "v1", "sales"}, FG_POST, FG_R_ADMIN_SALES, fg__h_admin_sales},
-    {{"admin", "v1", "sales", "*", "pause"}, FG_POST, FG_R_ADMIN_SALE_ACTION,
+    {{"admin", "v1", "sales", "*", "pause"},
+     FG_POST,
+     FG_R_ADMIN_SALE_ACTION,
      fg__h_admin_sale_action},
-    {{"admin", "v1", "sales", "*", "resume"}, FG_POST, FG_R_ADMIN_SALE_ACTION,
+    {{"admin", "v1", "sales", "*", "resume"},
+     FG_POST,
+     FG_R_ADMIN_SALE_ACTION,
      fg__h_admin_sale_action},
-    {{"admin", "v1", "sales", "*", "close"}, FG_POST, FG_R_ADMIN_SALE_ACTION,
+    {{"admin", "v1", "sales", "*", "close"},
+     FG_POST,
+     FG_R_ADMIN_SALE_ACTION,
      fg__h_admin_sale_action},
     {{"admin", "v1", "sales", "*", "stock"}, FG_POST, FG_R_ADMIN_STOCK, fg__h_admin_stock},
     {{"admin", "v1", "sales", "*", "stats"}, FG_GET, FG_R_ADMIN_STATS, fg__h_admin_stats},
@@ -77,8 +83,7 @@ static bool matches(const route_def_t *r, const char *const *parts, int count) {
     int i = 0;
     for (; i < FG_PATH_PARTS_MAX && r->pattern[i] != NULL; i++) {
         if (i >= count) return false;
-        if (strcmp(r->pattern[i], "*") != 0 && strcmp(r->pattern[i], parts[i]) != 0)
-            return false;
+        if (strcmp(r->pattern[i], "*") != 0 && strcmp(r->pattern[i], parts[i]) != 0) return false;
         if (parts[i][0] == '\0') return false;
     }
     return i == count;
@@ -132,8 +137,12 @@ fg_api_t *fg_api_new(const fg_api_config_t *cfg) {
     return api;
 }
 
-void fg_api_set_writer(fg_api_t *api, fg_writer_t *writer) { api->writer = writer; }
-void fg_api_set_metrics(fg_api_t *api, fg_http_metrics_t *m) { api->metrics = m; }
+void fg_api_set_writer(fg_api_t *api, fg_writer_t *writer) {
+    api->writer = writer;
+}
+void fg_api_set_metrics(fg_api_t *api, fg_http_metrics_t *m) {
+    api->metrics = m;
+}
 
 void fg_api_free(fg_api_t *api) {
     if (api == NULL) return;
@@ -143,7 +152,9 @@ void fg_api_free(fg_api_t *api) {
     free(api);
 }
 
-void fg_api_shutdown_streams(fg_api_t *api) { fg_events_shutdown(api->events); }
+void fg_api_shutdown_streams(fg_api_t *api) {
+    fg_events_shutdown(api->events);
+}
 
 void fg_api_on_sale_change(void *ctx, const fg_engine_t *e, const fg_sale_t *s, int64_t now_ms) {
     fg_api_t *api = ctx;

@@ -103,12 +103,10 @@ static bool parse_item(json_t *item, int i, fg_pool_def_t *pool, fg_api_answer_t
     }
     snprintf(path, sizeof path, "items[%d].sku", i);
     if (!fg__only_keys(item, keys, prefix, ans) ||
-        !fg__str_field(item, "sku", path, true, FG_ID_BYTES_MAX, pool->sku, sizeof pool->sku,
-                       ans))
+        !fg__str_field(item, "sku", path, true, FG_ID_BYTES_MAX, pool->sku, sizeof pool->sku, ans))
         return false;
     snprintf(path, sizeof path, "items[%d].stock", i);
-    if (!fg__int_field(item, "stock", path, true, 0, FG_STOCK_MAX, &pool->stock, ans))
-        return false;
+    if (!fg__int_field(item, "stock", path, true, 0, FG_STOCK_MAX, &pool->stock, ans)) return false;
     json_t *markets = json_object_get(item, "markets");
     size_t n = json_array_size(markets);
     if (!json_is_array(markets) || n < 1 || n > FG_MARKETS_PER_POOL_MAX) {
@@ -130,8 +128,8 @@ static bool parse_item(json_t *item, int i, fg_pool_def_t *pool, fg_api_answer_t
 }
 
 static bool parse_sale(json_t *body, fg_sale_row_t *d, fg_api_answer_t *ans) {
-    static const char *const keys[] = {"id",         "name",  "opens_at", "closes_at",
-                                       "limit_per_buyer", "hold_ttl_s", "items", NULL};
+    static const char *const keys[] = {
+        "id", "name", "opens_at", "closes_at", "limit_per_buyer", "hold_ttl_s", "items", NULL};
     int64_t limit = 0, ttl = 0;
     if (!fg__only_keys(body, keys, "", ans) ||
         !fg__str_field(body, "id", "id", true, FG_ID_BYTES_MAX, d->id, sizeof d->id, ans))
@@ -144,10 +142,10 @@ static bool parse_sale(json_t *body, fg_sale_row_t *d, fg_api_answer_t *ans) {
                        ans) ||
         !time_field(body, "opens_at", true, &d->opens_at_ms, ans) ||
         !time_field(body, "closes_at", false, &d->closes_at_ms, ans) ||
-        !fg__int_field(body, "limit_per_buyer", "limit_per_buyer", true, 1,
-                       FG_LIMIT_PER_BUYER_MAX, &limit, ans) ||
-        !fg__int_field(body, "hold_ttl_s", "hold_ttl_s", true, FG_HOLD_TTL_S_MIN,
-                       FG_HOLD_TTL_S_MAX, &ttl, ans))
+        !fg__int_field(body, "limit_per_buyer", "limit_per_buyer", true, 1, FG_LIMIT_PER_BUYER_MAX,
+                       &limit, ans) ||
+        !fg__int_field(body, "hold_ttl_s", "hold_ttl_s", true, FG_HOLD_TTL_S_MIN, FG_HOLD_TTL_S_MAX,
+                       &ttl, ans))
         return false;
     d->limit_per_buyer = (int32_t)limit;
     d->hold_ttl_s = (int32_t)ttl;
@@ -193,8 +191,10 @@ static void exec_action(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_err_t err = p->u.action == FG_ACT_PAUSE    ? fg_engine_sale_pause(e, p->id, now_ms)
                    : p->u.action == FG_ACT_RESUME ? fg_engine_sale_resume(e, p->id, now_ms)
                                                   : fg_engine_sale_close(e, p->id, now_ms);
-    if (err != FG_OK) fg__engine_err(cmd, e, err);
-    else answer_sale(e, cmd, p->id, now_ms);
+    if (err != FG_OK)
+        fg__engine_err(cmd, e, err);
+    else
+        answer_sale(e, cmd, p->id, now_ms);
 }
 
 /* An operator call on /admin/v1/sales/{id}/...: auth, idempotency key, sale id. */
@@ -227,8 +227,10 @@ static void exec_stock(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_stock_params_t *st = &p->u.stock;
     fg_err_t err = fg_engine_sale_add_stock(e, p->id, st->sku, st->has_market ? st->market : NULL,
                                             st->add, now_ms);
-    if (err != FG_OK) fg__engine_err(cmd, e, err);
-    else answer_sale(e, cmd, p->id, now_ms);
+    if (err != FG_OK)
+        fg__engine_err(cmd, e, err);
+    else
+        answer_sale(e, cmd, p->id, now_ms);
 }
 
 fg_answer_kind_t fg__h_admin_stock(fg_api_t *api, const fg_api_request_t *rq,
@@ -240,12 +242,11 @@ fg_answer_kind_t fg__h_admin_stock(fg_api_t *api, const fg_api_request_t *rq,
     json_t *body = fg__parse_body(rq, ans);
     if (body == NULL) return FG_ANSWER_NOW;
     fg_stock_params_t *st = &p->u.stock;
-    bool ok = fg__only_keys(body, keys, "", ans) &&
-              fg__str_field(body, "sku", "sku", true, FG_ID_BYTES_MAX, st->sku, sizeof st->sku,
-                            ans) &&
-              fg__int_field(body, "add", "add", true, 1, FG_STOCK_MAX, &st->add, ans) &&
-              fg__str_field(body, "market", "market", false, 2, st->market, sizeof st->market,
-                            ans);
+    bool ok =
+        fg__only_keys(body, keys, "", ans) &&
+        fg__str_field(body, "sku", "sku", true, FG_ID_BYTES_MAX, st->sku, sizeof st->sku, ans) &&
+        fg__int_field(body, "add", "add", true, 1, FG_STOCK_MAX, &st->add, ans) &&
+        fg__str_field(body, "market", "market", false, 2, st->market, sizeof st->market, ans);
     json_decref(body);
     if (ok && st->market[0] != '\0') {
         st->has_market = true;
@@ -321,8 +322,10 @@ fg_answer_kind_t fg__h_admin_export(fg_api_t *api, const fg_api_request_t *rq,
     bool no_sale = false;
     ans->stream = fg_export_open(api->data_dir, p->id, csv, &no_sale);
     if (ans->stream == NULL) {
-        if (no_sale) fg_api_problem(ans, 404, "not_found", "no such sale");
-        else fg_api_problem(ans, 503, "overloaded", "the ledger cannot be read now; retry");
+        if (no_sale)
+            fg_api_problem(ans, 404, "not_found", "no such sale");
+        else
+            fg_api_problem(ans, 503, "overloaded", "the ledger cannot be read now; retry");
         return FG_ANSWER_NOW;
     }
     ans->status = 200;

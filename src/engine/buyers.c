@@ -44,7 +44,8 @@ static fg_err_t add_buyer(fg_engine_t *e, uint64_t id, const uint8_t eh[16], fg_
     if (id > FG_BUYERS_MAX) return fg__fail(e, FG_ERR_CAPACITY, "at most %d buyers", FG_BUYERS_MAX);
     if (id > e->buyer_cap) {
         uint64_t cap = e->buyer_cap ? e->buyer_cap : 1024;
-        while (cap < id) cap *= 2;
+        while (cap < id)
+            cap *= 2;
         fg__buyer_t *b = realloc(e->buyers, cap * sizeof *b);
         if (b == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
         memset(b + e->buyer_cap, 0, (cap - e->buyer_cap) * sizeof *b);
@@ -117,4 +118,6 @@ fg_mcode_t fg_engine_buyer_market(const fg_engine_t *e, uint64_t id) {
     return e->buyers[id - 1].market;
 }
 
-uint64_t fg_engine_buyer_count(const fg_engine_t *e) { return e->buyer_count; }
+uint64_t fg_engine_buyer_count(const fg_engine_t *e) {
+    return e->buyer_count;
+}

@@ -50,8 +50,12 @@ const fg_market_t *fg_engine_market_get(const fg_engine_t *e, const char *code) 
     return e->markets[idx];
 }
 
-int fg_engine_market_count(const fg_engine_t *e) { return e->market_count; }
-const fg_market_t *fg_engine_market_at(const fg_engine_t *e, int i) { return e->markets[i]; }
+int fg_engine_market_count(const fg_engine_t *e) {
+    return e->market_count;
+}
+const fg_market_t *fg_engine_market_at(const fg_engine_t *e, int i) {
+    return e->markets[i];
+}
 
 /* ---------------------------------------------------------------- products */
 
@@ -70,8 +74,7 @@ static bool product_has_sku(const fg_product_t *p, const char *sku) {
 }
 
 /* Checks that the new SKU set takes no SKU of another product and drops none that is on sale. */
-static fg_err_t check_product_skus(fg_engine_t *e, const fg_product_t *p,
-                                   const fg_product_t *old) {
+static fg_err_t check_product_skus(fg_engine_t *e, const fg_product_t *p, const fg_product_t *old) {
     if (p->sku_count < 1 || p->sku_count > FG_SKUS_PER_PRODUCT_MAX)
         return fg__fail(e, FG_ERR_INVALID, "skus: between 1 and %d", FG_SKUS_PER_PRODUCT_MAX);
     for (int i = 0; i < p->sku_count; i++) {
@@ -139,8 +142,12 @@ const fg_product_t *fg_engine_product_get(const fg_engine_t *e, const char *id) 
     return strcmp(e->products[idx]->id, id) == 0 ? e->products[idx] : NULL;
 }
 
-int fg_engine_product_count(const fg_engine_t *e) { return e->product_count; }
-const fg_product_t *fg_engine_product_at(const fg_engine_t *e, int i) { return e->products[i]; }
+int fg_engine_product_count(const fg_engine_t *e) {
+    return e->product_count;
+}
+const fg_product_t *fg_engine_product_at(const fg_engine_t *e, int i) {
+    return e->products[i];
+}
 
 const fg_sku_t *fg_engine_sku_get(const fg_engine_t *e, const char *sku,
                                   const fg_product_t **product) {

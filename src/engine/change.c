@@ -7,7 +7,8 @@
 
 void fg_product_free(fg_product_t *p) {
     if (p == NULL) return;
-    for (int i = 0; i < p->sku_count; i++) free(p->skus[i].attributes_json);
+    for (int i = 0; i < p->sku_count; i++)
+        free(p->skus[i].attributes_json);
     free(p->skus);
     free(p->specs_json);
     p->skus = NULL;
@@ -17,8 +18,14 @@ void fg_product_free(fg_product_t *p) {
 
 void fg_change_release(fg_change_t *c) {
     switch ((fg_change_kind_t)c->kind) {
-    case FG_CH_SALE: free(c->u.sale); c->u.sale = NULL; break;
-    case FG_CH_BUYER: free(c->u.buyer); c->u.buyer = NULL; break;
+    case FG_CH_SALE:
+        free(c->u.sale);
+        c->u.sale = NULL;
+        break;
+    case FG_CH_BUYER:
+        free(c->u.buyer);
+        c->u.buyer = NULL;
+        break;
     case FG_CH_MARKET:
     case FG_CH_PRODUCT:
     case FG_CH_OFFER:

@@ -21,7 +21,9 @@
 
 /* ---------------------------------------------------------------- basics */
 
-const char *fg_engine_detail(const fg_engine_t *e) { return e->detail; }
+const char *fg_engine_detail(const fg_engine_t *e) {
+    return e->detail;
+}
 
 fg_err_t fg__fail(fg_engine_t *e, fg_err_t err, const char *fmt, ...) {
     va_list ap;
@@ -50,21 +52,25 @@ void fg_engine_free(fg_engine_t *e) {
     if (e == NULL) return;
     fg_engine_discard_changes(e);
     free(e->changes);
-    for (int i = 0; i < e->market_count; i++) free(e->markets[i]);
+    for (int i = 0; i < e->market_count; i++)
+        free(e->markets[i]);
     for (int i = 0; i < e->product_count; i++) {
         fg_product_free(e->products[i]);
         free(e->products[i]);
     }
-    for (int i = 0; i < e->offer_count; i++) free(e->offers[i]);
+    for (int i = 0; i < e->offer_count; i++)
+        free(e->offers[i]);
     free(e->offers);
     for (size_t i = 0; i < e->retired_count; i++) {
         if (e->retired[i].is_product) fg_product_free(e->retired[i].p);
         free(e->retired[i].p);
     }
     free(e->retired);
-    for (int i = 0; i < e->sale_count; i++) free(e->sales[i]);
+    for (int i = 0; i < e->sale_count; i++)
+        free(e->sales[i]);
     free(e->buyers);
-    for (size_t i = 0; i < e->hold_slab_count; i++) free(e->hold_slabs[i]);
+    for (size_t i = 0; i < e->hold_slab_count; i++)
+        free(e->hold_slabs[i]);
     free(e->hold_slabs);
     free(e->heap);
     for (size_t i = 0; i < e->order_by_id.cap; i++) {
@@ -78,14 +84,17 @@ void fg_engine_free(fg_engine_t *e) {
         free_idem(r);
         r = next;
     }
-    fg_map_t *maps[] = {&e->market_by_code, &e->product_by_id, &e->sku_by_id, &e->offer_by_key,
-                        &e->sale_by_id,     &e->email_seen,    &e->counters,  &e->hold_by_id,
+    fg_map_t *maps[] = {&e->market_by_code, &e->product_by_id, &e->sku_by_id,   &e->offer_by_key,
+                        &e->sale_by_id,     &e->email_seen,    &e->counters,    &e->hold_by_id,
                         &e->order_by_id,    &e->buyer_orders,  &e->idem_by_key, &e->webhooks};
-    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) fg_map_free(maps[i]);
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
+        fg_map_free(maps[i]);
     free(e);
 }
 
-void fg_engine_set_restoring(fg_engine_t *e, bool restoring) { e->restoring = restoring; }
+void fg_engine_set_restoring(fg_engine_t *e, bool restoring) {
+    e->restoring = restoring;
+}
 
 /* Appends a change record; false when memory ran out (the caller undoes nothing: it checks
  * capacity with fg__reserve_changes before changing state). */
@@ -102,7 +111,8 @@ void fg__emit(fg_engine_t *e, const fg_change_t *c) {
 bool fg__reserve_changes(fg_engine_t *e, size_t n) {
     if (e->restoring || e->change_count + n <= e->change_cap) return true;
     size_t cap = e->change_cap ? e->change_cap : 256;
-    while (cap < e->change_count + n) cap *= 2;
+    while (cap < e->change_count + n)
+        cap *= 2;
     fg_change_t *c = realloc(e->changes, cap * sizeof *c);
     if (c == NULL) return false;
     e->changes = c;
@@ -121,10 +131,13 @@ size_t fg_engine_take_changes(fg_engine_t *e, fg_change_t **out) {
     return n;
 }
 
-size_t fg_engine_pending_changes(const fg_engine_t *e) { return e->change_count; }
+size_t fg_engine_pending_changes(const fg_engine_t *e) {
+    return e->change_count;
+}
 
 void fg_engine_discard_changes(fg_engine_t *e) {
-    for (size_t i = 0; i < e->change_count; i++) fg_change_release(&e->changes[i]);
+    for (size_t i = 0; i < e->change_count; i++)
+        fg_change_release(&e->changes[i]);
     e->change_count = 0;
 }
 
@@ -148,8 +161,8 @@ uint64_t fg__counter_key(uint32_t sale_index, uint64_t buyer_id) {
     return ((uint64_t)(sale_index + 1) << 40) | buyer_id;
 }
 
-void fg__counter_get(const fg_engine_t *e, uint32_t sale_index, uint64_t buyer_id,
-                     uint32_t *held, uint32_t *bought) {
+void fg__counter_get(const fg_engine_t *e, uint32_t sale_index, uint64_t buyer_id, uint32_t *held,
+                     uint32_t *bought) {
     uint64_t v = 0;
     fg_map_get(&e->counters, fg__counter_key(sale_index, buyer_id), &v);
     *held = (uint32_t)(v >> 32);

@@ -31,31 +31,31 @@ typedef struct fg_engine fg_engine_t;
 
 typedef enum {
     FG_OK = 0,
-    FG_ERR_NOT_FOUND,        /* 404 not_found */
-    FG_ERR_INVALID,          /* 400 invalid_field; fg_engine_detail names the field */
-    FG_ERR_SOLD_OUT,         /* 409 sold_out */
-    FG_ERR_SALE_NOT_OPEN,    /* 409 sale_not_open */
-    FG_ERR_LIMIT_REACHED,    /* 403 limit_reached */
-    FG_ERR_NOT_OFFERED,      /* 403 not_offered_in_market */
-    FG_ERR_HOLD_EXPIRED,     /* 409 hold_expired */
-    FG_ERR_HOLD_NOT_ACTIVE,  /* 409 hold_not_active */
-    FG_ERR_BUYER_EXISTS,     /* 409 buyer_exists */
-    FG_ERR_UNAUTHORIZED,     /* 401 unauthorized */
-    FG_ERR_CAPACITY,         /* 503 overloaded: an object limit or memory ran out */
+    FG_ERR_NOT_FOUND,       /* 404 not_found */
+    FG_ERR_INVALID,         /* 400 invalid_field; fg_engine_detail names the field */
+    FG_ERR_SOLD_OUT,        /* 409 sold_out */
+    FG_ERR_SALE_NOT_OPEN,   /* 409 sale_not_open */
+    FG_ERR_LIMIT_REACHED,   /* 403 limit_reached */
+    FG_ERR_NOT_OFFERED,     /* 403 not_offered_in_market */
+    FG_ERR_HOLD_EXPIRED,    /* 409 hold_expired */
+    FG_ERR_HOLD_NOT_ACTIVE, /* 409 hold_not_active */
+    FG_ERR_BUYER_EXISTS,    /* 409 buyer_exists */
+    FG_ERR_UNAUTHORIZED,    /* 401 unauthorized */
+    FG_ERR_CAPACITY,        /* 503 overloaded: an object limit or memory ran out */
 } fg_err_t;
 
 /* A sale as the engine holds it. Read-only for callers. */
 typedef struct {
-    fg_sale_row_t def;                    /* stock, paused, closed change in place */
+    fg_sale_row_t def; /* stock, paused, closed change in place */
     uint32_t index;
-    int64_t held[FG_POOLS_PER_SALE_MAX];  /* units in active holds (incl. pending payment) */
-    int64_t sold[FG_POOLS_PER_SALE_MAX];  /* units in paid orders */
-    uint64_t holds_total;                 /* holds ever placed */
-    uint64_t orders_total;                /* orders ever placed */
-    uint64_t buyers_total;                /* distinct buyers who placed a hold */
+    int64_t held[FG_POOLS_PER_SALE_MAX]; /* units in active holds (incl. pending payment) */
+    int64_t sold[FG_POOLS_PER_SALE_MAX]; /* units in paid orders */
+    uint64_t holds_total;                /* holds ever placed */
+    uint64_t orders_total;               /* orders ever placed */
+    uint64_t buyers_total;               /* distinct buyers who placed a hold */
     uint64_t expired_total;
     uint64_t released_total;
-    uint64_t version;                     /* bumps on every change of stock or state */
+    uint64_t version; /* bumps on every change of stock or state */
 } fg_sale_t;
 
 typedef struct {
@@ -65,8 +65,8 @@ typedef struct {
     uint16_t pool_index;
     fg_mcode_t market;
     int32_t quantity;
-    uint8_t state;                        /* fg_hold_state_t */
-    int32_t heap_pos;                     /* position in the expiry heap, -1 when not in it */
+    uint8_t state;    /* fg_hold_state_t */
+    int32_t heap_pos; /* position in the expiry heap, -1 when not in it */
     int64_t created_at_ms;
     int64_t expires_at_ms;
     int64_t ended_at_ms;
@@ -74,8 +74,8 @@ typedef struct {
 } fg_hold_t;
 
 typedef struct fg_order {
-    fg_order_row_t row;                   /* row.shipping_json owned here */
-    struct fg_order *next_of_buyer;       /* newest first */
+    fg_order_row_t row;             /* row.shipping_json owned here */
+    struct fg_order *next_of_buyer; /* newest first */
 } fg_order_t;
 
 static inline int64_t fg_pool_available(const fg_sale_t *s, int pool) {
@@ -138,8 +138,7 @@ int fg_engine_sale_pool(const fg_sale_t *s, const char *sku, fg_mcode_t market);
 
 /* ---- buyers ---- */
 /* `email` is normalized by the caller. Sets *id. */
-FG_MUST_USE fg_err_t fg_engine_buyer_register(fg_engine_t *e, const char *email,
-                                              const char *market,
+FG_MUST_USE fg_err_t fg_engine_buyer_register(fg_engine_t *e, const char *email, const char *market,
                                               const uint8_t token_hash[32], int64_t now_ms,
                                               uint64_t *id);
 /* Compares in constant time. FG_OK or FG_ERR_UNAUTHORIZED. */
@@ -178,10 +177,10 @@ int64_t fg_engine_next_expiry_ms(const fg_engine_t *e);
 
 /* ---- idempotency (I5) ---- */
 typedef enum {
-    FG_IDEM_NEW,        /* not seen: run the request */
-    FG_IDEM_REPLAY,     /* seen, same request, committed: answer *rec */
-    FG_IDEM_IN_FLIGHT,  /* seen, its batch not committed yet: 409 */
-    FG_IDEM_MISMATCH,   /* seen with another request: 422 */
+    FG_IDEM_NEW,       /* not seen: run the request */
+    FG_IDEM_REPLAY,    /* seen, same request, committed: answer *rec */
+    FG_IDEM_IN_FLIGHT, /* seen, its batch not committed yet: 409 */
+    FG_IDEM_MISMATCH,  /* seen with another request: 422 */
 } fg_idem_result_t;
 
 fg_idem_result_t fg_engine_idem_lookup(const fg_engine_t *e, uint64_t scope, const char *key,

@@ -34,43 +34,43 @@ struct fg_engine {
     /* catalog: current objects; replaced ones are retired until fg_engine_free */
     fg_market_t *markets[FG_MARKETS_MAX];
     int market_count;
-    fg_map_t market_by_code;      /* mcode -> index */
+    fg_map_t market_by_code; /* mcode -> index */
     fg_product_t *products[FG_PRODUCTS_MAX];
     int product_count;
-    fg_map_t product_by_id;       /* hash(id) -> index */
-    fg_map_t sku_by_id;           /* hash(sku) -> product index << 16 | sku index */
+    fg_map_t product_by_id; /* hash(id) -> index */
+    fg_map_t sku_by_id;     /* hash(sku) -> product index << 16 | sku index */
     fg_offer_t **offers;
     int offer_count, offer_cap;
-    fg_map_t offer_by_key;        /* hash(sku "/" market) -> index */
+    fg_map_t offer_by_key; /* hash(sku "/" market) -> index */
     fg__retired_t *retired;
     size_t retired_count, retired_cap;
 
     fg_sale_t *sales[FG_SALES_MAX];
     int sale_count;
-    fg_map_t sale_by_id;          /* hash(id) -> index */
+    fg_map_t sale_by_id; /* hash(id) -> index */
 
-    fg__buyer_t *buyers;          /* index id - 1 */
+    fg__buyer_t *buyers; /* index id - 1 */
     uint64_t buyer_cap;
     uint64_t buyer_count;
-    fg_map_t email_seen;          /* email hash, probed: see buyers.c */
-    fg_map_t counters;            /* fg__counter_key -> held << 32 | bought */
+    fg_map_t email_seen; /* email hash, probed: see buyers.c */
+    fg_map_t counters;   /* fg__counter_key -> held << 32 | bought */
 
     fg_hold_t **hold_slabs;
     size_t hold_slab_count, hold_slab_cap;
-    uint64_t hold_count;          /* holds allocated */
-    fg_map_t hold_by_id;          /* id -> fg_hold_t* */
-    fg_hold_t **heap;             /* active holds by expires_at_ms */
+    uint64_t hold_count; /* holds allocated */
+    fg_map_t hold_by_id; /* id -> fg_hold_t* */
+    fg_hold_t **heap;    /* active holds by expires_at_ms */
     size_t heap_len, heap_cap;
 
-    fg_map_t order_by_id;         /* id -> fg_order_t* */
-    fg_map_t buyer_orders;        /* buyer id -> newest fg_order_t* */
+    fg_map_t order_by_id;  /* id -> fg_order_t* */
+    fg_map_t buyer_orders; /* buyer id -> newest fg_order_t* */
     uint64_t order_count;
 
-    fg_map_t idem_by_key;         /* hash(scope, key) -> fg__idem_t* chain */
+    fg_map_t idem_by_key; /* hash(scope, key) -> fg__idem_t* chain */
     fg__idem_t *idem_head, *idem_tail;
-    fg_map_t webhooks;            /* digest prefix -> t_s */
+    fg_map_t webhooks; /* digest prefix -> t_s */
     int64_t webhooks_pruned_ms;
-    int64_t ledger_pruned_ms;         /* last FG_CH_PRUNE */
+    int64_t ledger_pruned_ms; /* last FG_CH_PRUNE */
 
     fg_change_t *changes;
     size_t change_count, change_cap;
@@ -88,8 +88,8 @@ FG_MUST_USE bool fg__reserve_changes(fg_engine_t *e, size_t n);
 FG_MUST_USE bool fg__retire(fg_engine_t *e, void *p, bool is_product);
 
 uint64_t fg__counter_key(uint32_t sale_index, uint64_t buyer_id);
-void fg__counter_get(const fg_engine_t *e, uint32_t sale_index, uint64_t buyer_id,
-                     uint32_t *held, uint32_t *bought);
+void fg__counter_get(const fg_engine_t *e, uint32_t sale_index, uint64_t buyer_id, uint32_t *held,
+                     uint32_t *bought);
 void fg__counter_add(fg_engine_t *e, uint32_t sale_index, uint64_t buyer_id, int32_t d_held,
                      int32_t d_bought);
 FG_MUST_USE bool fg__counter_touch(fg_engine_t *e, uint32_t sale_index, uint64_t buyer_id);

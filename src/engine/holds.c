@@ -79,8 +79,12 @@ int64_t fg_engine_next_expiry_ms(const fg_engine_t *e) {
     return e->heap_len ? e->heap[0]->expires_at_ms : INT64_MAX;
 }
 
-uint64_t fg_engine_active_holds(const fg_engine_t *e) { return e->heap_len; }
-uint64_t fg_engine_order_count(const fg_engine_t *e) { return e->order_count; }
+uint64_t fg_engine_active_holds(const fg_engine_t *e) {
+    return e->heap_len;
+}
+uint64_t fg_engine_order_count(const fg_engine_t *e) {
+    return e->order_count;
+}
 
 /* ---------------------------------------------------------------- records */
 
@@ -128,8 +132,8 @@ static fg_hold_t *hold_alloc(fg_engine_t *e) {
 static fg_err_t hold_insert(fg_engine_t *e, const fg_hold_t *src, fg_hold_t **out) {
     if (e->hold_count >= FG_HOLDS_MAX)
         return fg__fail(e, FG_ERR_CAPACITY, "at most %d holds", FG_HOLDS_MAX);
-    bool active = src->state == FG_HOLD_HELD ||
-                  (src->state == FG_HOLD_ORDERED && src->ended_at_ms == 0);
+    bool active =
+        src->state == FG_HOLD_HELD || (src->state == FG_HOLD_ORDERED && src->ended_at_ms == 0);
     if (active && !heap_reserve(e)) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     fg_hold_t *h = hold_alloc(e);
     if (h == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
@@ -237,9 +241,8 @@ static bool expire_if_due(fg_engine_t *e, fg_hold_t *h, int64_t now_ms) {
 /* ---------------------------------------------------------------- holds */
 
 /* Checks that a buyer may hold `quantity` of `sku` in `market` now; sets *pool. */
-static fg_err_t check_hold(fg_engine_t *e, const fg_sale_t *s, uint64_t buyer_id,
-                           const char *sku, fg_mcode_t market, int32_t quantity, int64_t now_ms,
-                           int *pool) {
+static fg_err_t check_hold(fg_engine_t *e, const fg_sale_t *s, uint64_t buyer_id, const char *sku,
+                           fg_mcode_t market, int32_t quantity, int64_t now_ms, int *pool) {
     fg_mcode_t home = fg_engine_buyer_market(e, buyer_id);
     FG_ASSERT(home != 0); /* authenticated before */
     char code[3], home_code[3];
@@ -251,7 +254,8 @@ static fg_err_t check_hold(fg_engine_t *e, const fg_sale_t *s, uint64_t buyer_id
         return fg__fail(e, FG_ERR_INVALID, "market: must be your market %s, not %s", home_code,
                         code);
     bool in_sale = false;
-    for (int i = 0; i < s->def.pool_count; i++) in_sale |= strcmp(s->def.pools[i].sku, sku) == 0;
+    for (int i = 0; i < s->def.pool_count; i++)
+        in_sale |= strcmp(s->def.pools[i].sku, sku) == 0;
     if (!in_sale)
         return fg__fail(e, FG_ERR_INVALID, "sku: %s is not sold in sale %s", sku, s->def.id);
     *pool = fg_engine_sale_pool(s, sku, market);
@@ -314,16 +318,15 @@ static fg_err_t active_hold(fg_engine_t *e, uint64_t buyer_id, uint64_t hold_id,
         return fg__fail(e, FG_ERR_NOT_FOUND, "no hold h_%llu", (unsigned long long)hold_id);
     expire_if_due(e, h, now_ms);
     *out = h;
-    if (h->state == FG_HOLD_EXPIRED)
-        return fg__fail(e, FG_ERR_HOLD_EXPIRED, "hold expired");
+    if (h->state == FG_HOLD_EXPIRED) return fg__fail(e, FG_ERR_HOLD_EXPIRED, "hold expired");
     if (h->state != FG_HOLD_HELD)
         return fg__fail(e, FG_ERR_HOLD_NOT_ACTIVE, "hold is %s",
                         h->state == FG_HOLD_ORDERED ? "ordered" : "released");
     return FG_OK;
 }
 
-fg_err_t fg_engine_hold_release(fg_engine_t *e, uint64_t buyer_id, uint64_t hold_id,
-                                int64_t now_ms, const fg_hold_t **out) {
+fg_err_t fg_engine_hold_release(fg_engine_t *e, uint64_t buyer_id, uint64_t hold_id, int64_t now_ms,
+                                const fg_hold_t **out) {
     fg_hold_t *h = NULL;
     fg_err_t err = active_hold(e, buyer_id, hold_id, now_ms, &h);
     if (err != FG_OK) return err;
@@ -431,8 +434,8 @@ fg_err_t fg_engine_order(fg_engine_t *e, uint64_t buyer_id, uint64_t hold_id,
 fg_err_t fg_engine_payment(fg_engine_t *e, uint64_t order_id, bool succeeded, int64_t now_ms,
                            const fg_order_t **out) {
     fg_order_t *o = order_find(e, order_id);
-    if (o == NULL) return fg__fail(e, FG_ERR_NOT_FOUND, "no order o_%llu",
-                                   (unsigned long long)order_id);
+    if (o == NULL)
+        return fg__fail(e, FG_ERR_NOT_FOUND, "no order o_%llu", (unsigned long long)order_id);
     *out = o;
     fg_hold_t *h = hold_find(e, o->row.hold_id);
     FG_ASSERT(h != NULL);
@@ -472,10 +475,16 @@ fg_err_t fg_engine_restore_hold(fg_engine_t *e, const fg_hold_row_t *row) {
     if (!fg__counter_touch(e, s->index, row->buyer_id))
         return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     fg_hold_t proto = {
-        .id = row->id, .buyer_id = row->buyer_id, .sale_index = s->index,
-        .pool_index = row->pool_index, .market = row->market, .quantity = row->quantity,
-        .state = row->state, .created_at_ms = row->created_at_ms,
-        .expires_at_ms = row->expires_at_ms, .ended_at_ms = row->ended_at_ms,
+        .id = row->id,
+        .buyer_id = row->buyer_id,
+        .sale_index = s->index,
+        .pool_index = row->pool_index,
+        .market = row->market,
+        .quantity = row->quantity,
+        .state = row->state,
+        .created_at_ms = row->created_at_ms,
+        .expires_at_ms = row->expires_at_ms,
+        .ended_at_ms = row->ended_at_ms,
         .order_id = row->order_id,
     };
     /* An ordered hold's activity depends on its order's payment: restore it as active when it

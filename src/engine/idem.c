@@ -61,8 +61,10 @@ static fg_err_t idem_add(fg_engine_t *e, const fg_idem_row_t *src, bool committe
     r->committed = committed;
     r->hash = h;
     r->next_in_bucket = (fg__idem_t *)(uintptr_t)head;
-    if (e->idem_tail) e->idem_tail->next_fifo = r;
-    else e->idem_head = r;
+    if (e->idem_tail)
+        e->idem_tail->next_fifo = r;
+    else
+        e->idem_head = r;
     e->idem_tail = r;
     *out = r;
     return FG_OK;
@@ -72,8 +74,11 @@ fg_err_t fg_engine_idem_store(fg_engine_t *e, uint64_t scope, const char *key,
                               const uint8_t fingerprint[32], int status, const char *body,
                               int64_t now_ms, const fg_idem_row_t **rec) {
     if (!fg__reserve_changes(e, 1)) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
-    fg_idem_row_t row = {.scope = scope, .key = (char *)key, .status = status,
-                         .body = (char *)body, .created_at_ms = now_ms};
+    fg_idem_row_t row = {.scope = scope,
+                         .key = (char *)key,
+                         .status = status,
+                         .body = (char *)body,
+                         .created_at_ms = now_ms};
     memcpy(row.fingerprint, fingerprint, 32);
     fg__idem_t *r = NULL;
     fg_err_t err = idem_add(e, &row, false, &r);
@@ -120,7 +125,8 @@ static void idem_drop_head(fg_engine_t *e) {
         FG_ASSERT(rc == 0);
     } else {
         fg__idem_t *p = head;
-        while (p->next_in_bucket != r) p = p->next_in_bucket;
+        while (p->next_in_bucket != r)
+            p = p->next_in_bucket;
         p->next_in_bucket = r->next_in_bucket;
     }
     e->idem_head = r->next_fifo;
@@ -160,8 +166,10 @@ static void prune_webhooks(fg_engine_t *e, int64_t now_ms) {
     for (size_t i = 0; i < e->webhooks.cap;) {
         fg_map_slot_t *sl = &e->webhooks.slots[i];
         /* Deleting shifts later entries back into slot i, so look at i again. */
-        if (sl->key != 0 && (int64_t)sl->val < cutoff_s) fg_map_del(&e->webhooks, sl->key);
-        else i++;
+        if (sl->key != 0 && (int64_t)sl->val < cutoff_s)
+            fg_map_del(&e->webhooks, sl->key);
+        else
+            i++;
     }
     e->webhooks_pruned_ms = now_ms;
 }

@@ -25,4 +25,6 @@ const fg_payment_provider_t *fg_payment_provider_of(fg_pay_method_t method) {
     return NULL;
 }
 
-const char *fg_payment_provider_names(void) { return "instant or webhook"; }
+const char *fg_payment_provider_names(void) {
+    return "instant or webhook";
+}

@@ -16,8 +16,8 @@
 typedef struct {
     const char *name;
     fg_pay_method_t method;
-    fg_order_state_t initial_state;  /* FG_ORDER_PAID: units sold at once */
-    bool calls_back;                 /* a later callback settles the order */
+    fg_order_state_t initial_state; /* FG_ORDER_PAID: units sold at once */
+    bool calls_back;                /* a later callback settles the order */
 } fg_payment_provider_t;
 
 /* The provider by name, or NULL. */

@@ -88,8 +88,14 @@ static int on_webhook(void *ctx, const fg_webhook_row_t *w) {
 int fg_engine_load(fg_ledger_t *ledger, int64_t now_ms, fg_engine_t **out, char *err,
                    size_t errlen) {
     static const fg_ledger_visitor_t visitor = {
-        .market = on_market, .product = on_product, .offer = on_offer, .sale = on_sale,
-        .buyer = on_buyer, .hold = on_hold, .order = on_order, .idem = on_idem,
+        .market = on_market,
+        .product = on_product,
+        .offer = on_offer,
+        .sale = on_sale,
+        .buyer = on_buyer,
+        .hold = on_hold,
+        .order = on_order,
+        .idem = on_idem,
         .webhook = on_webhook,
     };
     fg_engine_t *e = fg_engine_new();

@@ -12,7 +12,9 @@
 
 static const char *const state_names[] = {"scheduled", "open", "paused", "sold_out", "closed"};
 
-const char *fg_sale_state_name(fg_sale_state_t st) { return state_names[st]; }
+const char *fg_sale_state_name(fg_sale_state_t st) {
+    return state_names[st];
+}
 
 fg_sale_state_t fg_engine_sale_state(const fg_sale_t *s, int64_t now_ms) {
     if (s->def.closed || (s->def.closes_at_ms != 0 && now_ms >= s->def.closes_at_ms))
@@ -36,8 +38,12 @@ const fg_sale_t *fg_engine_sale_get(const fg_engine_t *e, const char *id) {
     return fg__sale_find(e, id);
 }
 
-int fg_engine_sale_count(const fg_engine_t *e) { return e->sale_count; }
-const fg_sale_t *fg_engine_sale_at(const fg_engine_t *e, int index) { return e->sales[index]; }
+int fg_engine_sale_count(const fg_engine_t *e) {
+    return e->sale_count;
+}
+const fg_sale_t *fg_engine_sale_at(const fg_engine_t *e, int index) {
+    return e->sales[index];
+}
 
 int fg_engine_sale_pool(const fg_sale_t *s, const char *sku, fg_mcode_t market) {
     for (int i = 0; i < s->def.pool_count; i++) {
@@ -183,8 +189,7 @@ fg_err_t fg_engine_sale_add_stock(fg_engine_t *e, const char *id, const char *sk
         return fg__fail(e, FG_ERR_INVALID, "sku: %s is not sold in sale %s%s%s", sku, id,
                         market ? " in " : "", market ? market : "");
     if (matches > 1)
-        return fg__fail(e, FG_ERR_INVALID, "market: %s has several items; name the market",
-                        sku);
+        return fg__fail(e, FG_ERR_INVALID, "market: %s has several items; name the market", sku);
     if (s->def.pools[pool].stock + add > FG_STOCK_MAX)
         return fg__fail(e, FG_ERR_INVALID, "add: stock would pass %lld", (long long)FG_STOCK_MAX);
     if (!fg__reserve_changes(e, 1)) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");

@@ -32,22 +32,22 @@ static inline void fg_mcode_str(fg_mcode_t c, char out[3]) {
 }
 
 typedef struct {
-    char code[3];                         /* ISO 3166-1 alpha-2, upper case */
+    char code[3]; /* ISO 3166-1 alpha-2, upper case */
     char name[FG_NAME_BYTES_MAX + 1];
-    char currency[4];                     /* ISO 4217, upper case */
+    char currency[4]; /* ISO 4217, upper case */
 } fg_market_t;
 
 typedef struct {
     char id[FG_ID_BYTES_MAX + 1];
     char name[FG_NAME_BYTES_MAX + 1];
-    char *attributes_json;                /* serialized JSON object, owned */
+    char *attributes_json; /* serialized JSON object, owned */
 } fg_sku_t;
 
 typedef struct {
     char id[FG_ID_BYTES_MAX + 1];
     char name[FG_NAME_BYTES_MAX + 1];
-    char *specs_json;                     /* serialized JSON object, owned */
-    fg_sku_t *skus;                       /* owned array */
+    char *specs_json; /* serialized JSON object, owned */
+    fg_sku_t *skus;   /* owned array */
     int sku_count;
 } fg_product_t;
 
@@ -62,7 +62,7 @@ typedef struct {
 /* One stock pool of a sale: a SKU's stock, sold in the listed markets (shared between them). */
 typedef struct {
     char sku[FG_ID_BYTES_MAX + 1];
-    int64_t stock;                        /* initial stock plus every add */
+    int64_t stock; /* initial stock plus every add */
     fg_mcode_t markets[FG_MARKETS_PER_POOL_MAX];
     int market_count;
 } fg_pool_def_t;
@@ -80,11 +80,11 @@ typedef struct {
     char id[FG_ID_BYTES_MAX + 1];
     char name[FG_NAME_BYTES_MAX + 1];
     int64_t opens_at_ms;
-    int64_t closes_at_ms;                 /* 0 = no scheduled close */
+    int64_t closes_at_ms; /* 0 = no scheduled close */
     int32_t limit_per_buyer;
     int32_t hold_ttl_s;
     bool paused;
-    bool closed;                          /* closed by an operator */
+    bool closed; /* closed by an operator */
     int64_t created_at_ms;
     int pool_count;
     fg_pool_def_t pools[FG_POOLS_PER_SALE_MAX];
@@ -92,9 +92,9 @@ typedef struct {
 
 typedef struct {
     uint64_t id;
-    char email[FG_EMAIL_BYTES_MAX + 1];   /* normalized: trimmed, lower-case */
+    char email[FG_EMAIL_BYTES_MAX + 1]; /* normalized: trimmed, lower-case */
     char market[3];
-    uint8_t token_hash[32];               /* BLAKE2b-256 of the token's secret part */
+    uint8_t token_hash[32]; /* BLAKE2b-256 of the token's secret part */
     int64_t created_at_ms;
 } fg_buyer_row_t;
 
@@ -112,11 +112,11 @@ typedef struct {
     uint16_t pool_index;
     fg_mcode_t market;
     int32_t quantity;
-    uint8_t state;                        /* fg_hold_state_t */
+    uint8_t state; /* fg_hold_state_t */
     int64_t created_at_ms;
     int64_t expires_at_ms;
-    int64_t ended_at_ms;                  /* released/expired/ordered time, 0 while held */
-    uint64_t order_id;                    /* 0 until ordered */
+    int64_t ended_at_ms; /* released/expired/ordered time, 0 while held */
+    uint64_t order_id;   /* 0 until ordered */
 } fg_hold_row_t;
 
 typedef enum {
@@ -140,50 +140,50 @@ typedef struct {
     int32_t quantity;
     int64_t total_minor;
     char currency[4];
-    uint8_t state;                        /* fg_order_state_t */
-    uint8_t method;                       /* fg_pay_method_t */
+    uint8_t state;  /* fg_order_state_t */
+    uint8_t method; /* fg_pay_method_t */
     int64_t created_at_ms;
     int64_t updated_at_ms;
-    const char *shipping_json;            /* immutable, owned by the engine's order */
+    const char *shipping_json; /* immutable, owned by the engine's order */
 } fg_order_row_t;
 
 /* A stored answer for an Idempotency-Key (I5). Immutable once created. */
 typedef struct {
-    uint64_t scope;                       /* buyer id; 0 anonymous; FG_IDEM_SCOPE_ADMIN */
-    char *key;                            /* owned */
-    uint8_t fingerprint[32];              /* hash of method, path and body */
+    uint64_t scope;          /* buyer id; 0 anonymous; FG_IDEM_SCOPE_ADMIN */
+    char *key;               /* owned */
+    uint8_t fingerprint[32]; /* hash of method, path and body */
     int status;
-    char *body;                           /* owned, the answer's JSON */
+    char *body; /* owned, the answer's JSON */
     int64_t created_at_ms;
 } fg_idem_row_t;
 
 #define FG_IDEM_SCOPE_ADMIN UINT64_MAX
 
 typedef enum {
-    FG_CH_MARKET,      /* .market: immutable, engine-owned */
-    FG_CH_PRODUCT,     /* .product: immutable, engine-owned (skus replaced as a whole) */
-    FG_CH_OFFER,       /* .offer: immutable, engine-owned */
-    FG_CH_SALE,        /* .sale: heap copy owned by the change */
-    FG_CH_BUYER,       /* .buyer: heap copy owned by the change */
-    FG_CH_HOLD,        /* .hold: inline copy */
-    FG_CH_ORDER,       /* .order: inline copy; shipping_json engine-owned */
-    FG_CH_IDEM,        /* .idem: engine-owned record, immutable */
-    FG_CH_WEBHOOK,     /* .webhook: a used signature, for replay refusal */
-    FG_CH_PRUNE,       /* .prune: forget stored answers and signatures older than cut-offs */
+    FG_CH_MARKET,  /* .market: immutable, engine-owned */
+    FG_CH_PRODUCT, /* .product: immutable, engine-owned (skus replaced as a whole) */
+    FG_CH_OFFER,   /* .offer: immutable, engine-owned */
+    FG_CH_SALE,    /* .sale: heap copy owned by the change */
+    FG_CH_BUYER,   /* .buyer: heap copy owned by the change */
+    FG_CH_HOLD,    /* .hold: inline copy */
+    FG_CH_ORDER,   /* .order: inline copy; shipping_json engine-owned */
+    FG_CH_IDEM,    /* .idem: engine-owned record, immutable */
+    FG_CH_WEBHOOK, /* .webhook: a used signature, for replay refusal */
+    FG_CH_PRUNE,   /* .prune: forget stored answers and signatures older than cut-offs */
 } fg_change_kind_t;
 
 typedef struct {
-    int64_t idem_before_ms;               /* idempotency records created before this */
-    int64_t webhook_before_s;             /* webhook signatures with t_s before this */
+    int64_t idem_before_ms;   /* idempotency records created before this */
+    int64_t webhook_before_s; /* webhook signatures with t_s before this */
 } fg_prune_row_t;
 
 typedef struct {
-    uint8_t digest[32];                   /* BLAKE2b-256 of the signature header */
-    int64_t t_s;                          /* its timestamp */
+    uint8_t digest[32]; /* BLAKE2b-256 of the signature header */
+    int64_t t_s;        /* its timestamp */
 } fg_webhook_row_t;
 
 typedef struct {
-    uint8_t kind;                         /* fg_change_kind_t */
+    uint8_t kind; /* fg_change_kind_t */
     union {
         const fg_market_t *market;
         const fg_product_t *product;

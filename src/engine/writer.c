@@ -28,9 +28,9 @@
 typedef struct {
     fg_change_t *changes;
     size_t change_count;
-    fg_cmd_t *head, *tail;              /* commands answered when this batch commits */
+    fg_cmd_t *head, *tail; /* commands answered when this batch commits */
     size_t cmd_count;
-    int result;                         /* 0 committed, -1 failed */
+    int result; /* 0 committed, -1 failed */
     double seconds;
 } batch_t;
 
@@ -41,22 +41,22 @@ struct fg_writer {
     void *change_ctx;
     bool log_batches;
 
-    _Atomic(fg_cmd_t *) inbox;          /* lock-free stack, newest first */
-    int wake_fd;                        /* eventfd */
+    _Atomic(fg_cmd_t *) inbox; /* lock-free stack, newest first */
+    int wake_fd;               /* eventfd */
     atomic_bool stopping;
-    atomic_int entering;                /* submitters between their stop check and push */
-    atomic_bool awaiting_commands;      /* the writer sleeps until a command arrives */
+    atomic_int entering;           /* submitters between their stop check and push */
+    atomic_bool awaiting_commands; /* the writer sleeps until a command arrives */
 
     pthread_t writer_thread, commit_thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    batch_t gather;                     /* writer thread only */
-    batch_t commit;                     /* guarded by mu while in flight */
-    bool commit_busy;                   /* guarded by mu */
-    bool commit_done;                   /* guarded by mu: result waiting for the writer */
-    bool commit_exit;                   /* guarded by mu */
+    batch_t gather;   /* writer thread only */
+    batch_t commit;   /* guarded by mu while in flight */
+    bool commit_busy; /* guarded by mu */
+    bool commit_done; /* guarded by mu: result waiting for the writer */
+    bool commit_exit; /* guarded by mu */
 
-    uint64_t *sale_versions;            /* last version seen per sale index, writer only */
+    uint64_t *sale_versions; /* last version seen per sale index, writer only */
     uint8_t *sale_states;
     int sale_slots;
     int64_t last_idem_expire_ms;
@@ -95,7 +95,9 @@ bool fg_writer_submit(fg_writer_t *w, fg_cmd_t *cmd) {
     return true;
 }
 
-fg_writer_stats_t *fg_writer_stats(fg_writer_t *w) { return &w->stats; }
+fg_writer_stats_t *fg_writer_stats(fg_writer_t *w) {
+    return &w->stats;
+}
 
 /* ---------------------------------------------------------------- answers */
 
@@ -118,8 +120,10 @@ static void finish(fg_writer_t *w, fg_cmd_t *cmd) {
 
 static void batch_add(batch_t *b, fg_cmd_t *cmd) {
     cmd->next = NULL;
-    if (b->tail) b->tail->next = cmd;
-    else b->head = cmd;
+    if (b->tail)
+        b->tail->next = cmd;
+    else
+        b->head = cmd;
     b->tail = cmd;
     b->cmd_count++;
 }
@@ -140,8 +144,8 @@ static void fail_batch(fg_writer_t *w, batch_t *b, const char *why) {
 
 static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
     const fg_idem_row_t *rec = NULL;
-    switch (fg_engine_idem_lookup(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint,
-                                  &rec)) {
+    switch (
+        fg_engine_idem_lookup(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint, &rec)) {
     case FG_IDEM_NEW: return true;
     case FG_IDEM_REPLAY:
         free(cmd->body);
@@ -154,11 +158,11 @@ static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
         return false;
     case FG_IDEM_IN_FLIGHT:
         fg_cmd_problem(cmd, 409, "idempotency_in_progress",
-                   "a request with this Idempotency-Key is still being processed; retry");
+                       "a request with this Idempotency-Key is still being processed; retry");
         return false;
     case FG_IDEM_MISMATCH:
         fg_cmd_problem(cmd, 422, "idempotency_key_reused",
-                   "this Idempotency-Key was used with a different request");
+                       "this Idempotency-Key was used with a different request");
         return false;
     }
     return false;
@@ -184,8 +188,8 @@ static void apply(fg_writer_t *w, fg_cmd_t *cmd, int64_t now_ms) {
     if (cmd->has_idem && cmd->status >= 200 && cmd->status < 300) {
         const fg_idem_row_t *rec = NULL;
         if (fg_engine_idem_store(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint,
-                                 cmd->status, cmd->idem_body ? cmd->idem_body : cmd->body,
-                                 now_ms, &rec) == FG_OK) {
+                                 cmd->status, cmd->idem_body ? cmd->idem_body : cmd->body, now_ms,
+                                 &rec) == FG_OK) {
             cmd->idem_rec = rec;
         } else {
             /* The write stands (it is in the batch) but cannot be made idempotent: refuse
@@ -226,7 +230,8 @@ static void *commit_main(void *arg) {
         int rc = fg_ledger_commit(w->ledger, b->changes, b->change_count, err, sizeof err);
         b->seconds = (double)(fg_clock_mono_ns() - t0) / 1e9;
         b->result = rc;
-        if (rc != 0) FG_LOG_ERROR("event=commit_failed changes=%zu error=\"%s\"", b->change_count, err);
+        if (rc != 0)
+            FG_LOG_ERROR("event=commit_failed changes=%zu error=\"%s\"", b->change_count, err);
 
         pthread_mutex_lock(&w->mu);
         w->commit_done = true;
@@ -255,7 +260,8 @@ static void hand_off(fg_writer_t *w) {
 }
 
 static void release_changes(batch_t *b) {
-    for (size_t i = 0; i < b->change_count; i++) fg_change_release(&b->changes[i]);
+    for (size_t i = 0; i < b->change_count; i++)
+        fg_change_release(&b->changes[i]);
     free(b->changes);
     b->changes = NULL;
     b->change_count = 0;

@@ -45,10 +45,10 @@ typedef char *(*fg_cmd_replay_fn)(fg_cmd_t *cmd, const char *stored);
 typedef bool (*fg_cmd_admit_fn)(fg_engine_t *e, fg_cmd_t *cmd);
 
 struct fg_cmd {
-    fg_cmd_admit_fn admit;              /* may be NULL */
+    fg_cmd_admit_fn admit; /* may be NULL */
     fg_cmd_exec_fn exec;
     fg_cmd_done_fn done;
-    void *ctx;                          /* the caller's */
+    void *ctx; /* the caller's */
 
     /* idempotency: set has_idem to use it */
     bool has_idem;
@@ -56,19 +56,19 @@ struct fg_cmd {
     char idem_key[FG_IDEM_KEY_BYTES_MAX + 1];
     uint8_t fingerprint[32];
 
-    fg_cmd_replay_fn replay;            /* NULL: the stored answer is replayed as it is */
+    fg_cmd_replay_fn replay; /* NULL: the stored answer is replayed as it is */
 
     /* the answer, written by exec or by the writer */
     int status;
-    char *body;                         /* malloc'd JSON, owned by the command's owner */
-    const char *code;                   /* problem code for errors, static */
-    const char *content_type;           /* NULL: JSON (problem+json when code is set) */
-    bool replayed;                      /* answer came from the idempotency store */
-    char *idem_body;                    /* when set, stored for replay instead of body (malloc'd,
-                                           owned like body): e.g. with a secret sealed */
+    char *body;               /* malloc'd JSON, owned by the command's owner */
+    const char *code;         /* problem code for errors, static */
+    const char *content_type; /* NULL: JSON (problem+json when code is set) */
+    bool replayed;            /* answer came from the idempotency store */
+    char *idem_body;          /* when set, stored for replay instead of body (malloc'd,
+                                 owned like body): e.g. with a secret sealed */
 
     /* writer's own */
-    const fg_idem_row_t *idem_rec;      /* stored answer awaiting its commit */
+    const fg_idem_row_t *idem_rec; /* stored answer awaiting its commit */
     struct fg_cmd *next;
 };
 
@@ -77,9 +77,9 @@ typedef struct {
     atomic_uint_fast64_t commands_total;
     atomic_uint_fast64_t commit_failures_total;
     atomic_int_fast64_t queue_depth;
-    atomic_bool ready;                  /* engine loaded and ledger healthy */
-    fg_hist_t batch_commands;           /* commands per committed batch */
-    fg_hist_t commit_seconds;           /* ledger commit latency */
+    atomic_bool ready;        /* engine loaded and ledger healthy */
+    fg_hist_t batch_commands; /* commands per committed batch */
+    fg_hist_t commit_seconds; /* ledger commit latency */
 } fg_writer_stats_t;
 
 /* Called on the writer thread after each loop with the sales whose stock or state changed. */

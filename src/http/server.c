@@ -25,15 +25,15 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-#define FG_STREAM_BLOCK_BYTES 16384
+#define FG_STREAM_BLOCK_BYTES     16384
 #define FG_BODY_DISCARD_BYTES_MAX (4 * FG_BODY_BYTES_MAX)
 
 struct fg_http {
     struct MHD_Daemon *d;
     fg_api_t *api;
     fg_http_metrics_t metrics;
-    atomic_long active;                 /* requests between URI callback and completion */
-    atomic_bool closing;                /* refuse new connections */
+    atomic_long active;  /* requests between URI callback and completion */
+    atomic_bool closing; /* refuse new connections */
     int port;
 };
 
@@ -45,7 +45,7 @@ typedef struct {
     char uri[FG_URL_BYTES_MAX + 1];
     bool uri_too_long;
     fg_buf_t body;
-    size_t body_bytes;                  /* received, kept or not */
+    size_t body_bytes; /* received, kept or not */
     atomic_int state;
     fg_route_t route;
     int status;
@@ -83,17 +83,16 @@ static void account(req_t *r, const char *method, int status) {
         if (n >= sizeof path) n = sizeof path - 1;
         memcpy(path, r->uri, n);
         path[n] = '\0';
-        FG_LOG_INFO("event=request method=%s path=\"%s\" route=%s status=%d us=%.0f", method,
-                    path, fg_route_name(r->route), status, secs * 1e6);
+        FG_LOG_INFO("event=request method=%s path=\"%s\" route=%s status=%d us=%.0f", method, path,
+                    fg_route_name(r->route), status, secs * 1e6);
     }
 }
 
 static enum MHD_Result send_body(req_t *r, const char *method, int status, char *body,
                                  const char *type, int retry_after_s, const char *allow) {
     size_t len = body ? strlen(body) : 0;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, body ? body : (void *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                        : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body ? body : (void *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) {
         free(body);
         return MHD_NO;
@@ -142,8 +141,12 @@ static enum MHD_Result send_problem(req_t *r, const char *method, int status, co
 
 /* ---------------------------------------------------------------- streams */
 
-static void park(void *ctx) { MHD_suspend_connection(((stream_ctx_t *)ctx)->conn); }
-static void unpark(void *ctx) { MHD_resume_connection(((stream_ctx_t *)ctx)->conn); }
+static void park(void *ctx) {
+    MHD_suspend_connection(((stream_ctx_t *)ctx)->conn);
+}
+static void unpark(void *ctx) {
+    MHD_resume_connection(((stream_ctx_t *)ctx)->conn);
+}
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     stream_ctx_t *sc = cls;
@@ -255,9 +258,8 @@ static enum MHD_Result dispatch(req_t *r, const char *method) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     req_t *r = *con_cls;
     if (r == NULL) return MHD_NO; /* the URI callback failed to allocate */
     r->conn = c;
@@ -329,8 +331,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
     fg_http_t *h = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&h->metrics.connections, 1);
-    else atomic_fetch_sub(&h->metrics.connections, 1);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&h->metrics.connections, 1);
+    else
+        atomic_fetch_sub(&h->metrics.connections, 1);
 }
 
 /* Refuses new connections once shutdown began. MHD_quiesce_daemon would do it too, but with
@@ -344,7 +348,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
     size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
     FG_LOG_WARN("event=http_error detail=\"%s\"", line);
 }
 
@@ -375,7 +380,8 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
     struct sockaddr_in *a = (struct sockaddr_in *)(void *)ss;
     a->sin_family = AF_INET;
     a->sin_port = htons((uint16_t)port);
-    if (host[0] == '\0') a->sin_addr.s_addr = htonl(INADDR_ANY);
+    if (host[0] == '\0')
+        a->sin_addr.s_addr = htonl(INADDR_ANY);
     else if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
                        &a->sin_addr) != 1)
         return -1;
@@ -401,7 +407,8 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
     fg_hist_init(&h->metrics.request_seconds, bounds, 12);
     fg_api_set_metrics(api, &h->metrics);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)(cores > 0 ? cores : 1);
+    unsigned threads =
+        cfg->threads > 0 ? (unsigned)cfg->threads : (unsigned)(cores > 0 ? cores : 1);
     /* poll(), not epoll: with epoll (edge-triggered) and suspend/resume, libmicrohttpd 0.9.75
      * sometimes leaves a resumed keep-alive connection out of both its ready list and its epoll
      * set, and the next request on it waits for the connection timeout. Measured with
@@ -412,12 +419,11 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(
         flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)FG_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)FG_CONN_MEMORY_BYTES_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)FG_CONN_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)FG_CONNECTIONS_MAX,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)FG_CONN_MEMORY_BYTES_MAX,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)FG_CONN_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        4096u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (h->d == NULL) {
         snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this host)",
@@ -431,13 +437,18 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
     return h;
 }
 
-int fg_http_port(const fg_http_t *h) { return h->port; }
+int fg_http_port(const fg_http_t *h) {
+    return h->port;
+}
 
-void fg_http_quiesce(fg_http_t *h) { atomic_store(&h->closing, true); }
+void fg_http_quiesce(fg_http_t *h) {
+    atomic_store(&h->closing, true);
+}
 
 long fg_http_drain(fg_http_t *h, int timeout_ms) {
     int64_t until = fg_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
-    while (atomic_load(&h->metrics.parked) > 0 && fg_clock_mono_ns() < until) usleep(5000);
+    while (atomic_load(&h->metrics.parked) > 0 && fg_clock_mono_ns() < until)
+        usleep(5000);
     /* Give resumed answers a moment to leave. */
     usleep(50000);
     return (long)atomic_load(&h->metrics.parked);

@@ -16,8 +16,8 @@
 typedef struct fg_http fg_http_t;
 
 typedef struct {
-    const char *listen;   /* "127.0.0.1:8080", "[::1]:8080", ":8080" (all IPv4 interfaces) */
-    int threads;          /* loop threads; 0 = one per core */
+    const char *listen; /* "127.0.0.1:8080", "[::1]:8080", ":8080" (all IPv4 interfaces) */
+    int threads;        /* loop threads; 0 = one per core */
 } fg_http_config_t;
 
 /* Binds and starts serving. NULL with a message in err on failure. */

@@ -29,7 +29,7 @@
 
 #include "util/log.h"
 
-#define LEDGER_FILE "floodgate.db"
+#define LEDGER_FILE           "floodgate.db"
 #define LEDGER_PATH_BYTES_MAX 4096
 /* Long enough to ride out a checkpoint or another process's migration, short enough that a
  * stuck lock shows up as an error instead of a hang. */
@@ -98,21 +98,46 @@ _Static_assert(sizeof k_migrations / sizeof k_migrations[0] == FG_LEDGER_SCHEMA_
 /* ---------------------------------------------------------------- statements */
 
 enum {
-    ST_BEGIN_WRITE, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
-    ST_PUT_MARKET, ST_PUT_PRODUCT, ST_DEL_SKUS, ST_PUT_SKU, ST_PUT_OFFER, ST_PUT_SALE,
-    ST_DEL_POOLS, ST_PUT_POOL, ST_PUT_BUYER, ST_PUT_HOLD, ST_PUT_ORDER, ST_PUT_IDEM,
-    ST_PUT_WEBHOOK, ST_PRUNE_IDEM, ST_PRUNE_WEBHOOKS,
-    ST_GET_MARKETS, ST_GET_PRODUCTS, ST_GET_SKUS, ST_GET_OFFERS, ST_GET_SALES, ST_GET_POOLS,
-    ST_GET_BUYERS, ST_GET_HOLDS, ST_GET_ORDERS, ST_GET_IDEM, ST_GET_WEBHOOKS,
-    ST_META_GET, ST_META_SET,
+    ST_BEGIN_WRITE,
+    ST_BEGIN_READ,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_PUT_MARKET,
+    ST_PUT_PRODUCT,
+    ST_DEL_SKUS,
+    ST_PUT_SKU,
+    ST_PUT_OFFER,
+    ST_PUT_SALE,
+    ST_DEL_POOLS,
+    ST_PUT_POOL,
+    ST_PUT_BUYER,
+    ST_PUT_HOLD,
+    ST_PUT_ORDER,
+    ST_PUT_IDEM,
+    ST_PUT_WEBHOOK,
+    ST_PRUNE_IDEM,
+    ST_PRUNE_WEBHOOKS,
+    ST_GET_MARKETS,
+    ST_GET_PRODUCTS,
+    ST_GET_SKUS,
+    ST_GET_OFFERS,
+    ST_GET_SALES,
+    ST_GET_POOLS,
+    ST_GET_BUYERS,
+    ST_GET_HOLDS,
+    ST_GET_ORDERS,
+    ST_GET_IDEM,
+    ST_GET_WEBHOOKS,
+    ST_META_GET,
+    ST_META_SET,
     ST_COUNT
 };
 
 /* The columns of an order, in the order rd_order reads them (load and export). */
-#define ORDER_COLUMNS(t)                                                                      \
-    t "id, " t "hold_id, " t "buyer_id, " t "sale_id, " t "sku, " t "market, " t "quantity, " \
-    t "total_minor, " t "currency, " t "state, " t "method, " t "created_at_ms, "             \
-    t "updated_at_ms, " t "shipping_json"
+#define ORDER_COLUMNS(t)                                                                           \
+    t "id, " t "hold_id, " t "buyer_id, " t "sale_id, " t "sku, " t "market, " t "quantity, " t    \
+      "total_minor, " t "currency, " t "state, " t "method, " t "created_at_ms, " t                \
+      "updated_at_ms, " t "shipping_json"
 
 static const char *const k_sql[ST_COUNT] = {
     /* IMMEDIATE takes the write lock at BEGIN, so a busy database fails before any work. */
@@ -160,16 +185,17 @@ static const char *const k_sql[ST_COUNT] = {
                     " state = excluded.state, created_at_ms = excluded.created_at_ms,"
                     " expires_at_ms = excluded.expires_at_ms,"
                     " ended_at_ms = excluded.ended_at_ms, order_id = excluded.order_id",
-    [ST_PUT_ORDER] = "INSERT INTO orders(" ORDER_COLUMNS("") ")"
-                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                     " ON CONFLICT(id) DO UPDATE SET hold_id = excluded.hold_id,"
-                     " buyer_id = excluded.buyer_id, sale_id = excluded.sale_id,"
-                     " sku = excluded.sku, market = excluded.market,"
-                     " quantity = excluded.quantity, total_minor = excluded.total_minor,"
-                     " currency = excluded.currency, state = excluded.state,"
-                     " method = excluded.method, created_at_ms = excluded.created_at_ms,"
-                     " updated_at_ms = excluded.updated_at_ms,"
-                     " shipping_json = excluded.shipping_json",
+    [ST_PUT_ORDER] = "INSERT INTO orders(" ORDER_COLUMNS(
+        "") ")"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            " ON CONFLICT(id) DO UPDATE SET hold_id = excluded.hold_id,"
+            " buyer_id = excluded.buyer_id, sale_id = excluded.sale_id,"
+            " sku = excluded.sku, market = excluded.market,"
+            " quantity = excluded.quantity, total_minor = excluded.total_minor,"
+            " currency = excluded.currency, state = excluded.state,"
+            " method = excluded.method, created_at_ms = excluded.created_at_ms,"
+            " updated_at_ms = excluded.updated_at_ms,"
+            " shipping_json = excluded.shipping_json",
     [ST_PUT_IDEM] = "INSERT INTO idempotency(scope, key, fingerprint, status, body,"
                     " created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_PRUNE_IDEM] = "DELETE FROM idempotency WHERE created_at_ms < ?1",
@@ -209,8 +235,8 @@ struct fg_ledger {
 struct fg_ledger_export {
     sqlite3 *db;
     sqlite3_stmt *st;
-    int64_t last_id;  /* keyset cursor: the next page starts after this order id */
-    int page_rows;    /* rows returned from the current page */
+    int64_t last_id; /* keyset cursor: the next page starts after this order id */
+    int page_rows;   /* rows returned from the current page */
     bool done;
 };
 
@@ -316,8 +342,8 @@ static int configure(sqlite3 *db, const char *path, char *err, size_t errlen) {
         return failf(err, errlen, "ledger: %s: cannot use WAL (journal mode is %s)", path, mode);
     /* FULL: in WAL mode every commit syncs the log, so a returned commit survives power loss
      * (I3). Rows arrive as snapshots in engine order, so foreign keys would only add work. */
-    if (sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", NULL, NULL,
-                     NULL) != SQLITE_OK)
+    if (sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", NULL, NULL, NULL) !=
+        SQLITE_OK)
         return failf(err, errlen, "ledger: %s: %s", path, sqlite3_errmsg(db));
     return 0;
 }
@@ -325,15 +351,19 @@ static int configure(sqlite3 *db, const char *path, char *err, size_t errlen) {
 /* Reads the schema version inside the caller's transaction: 0 for an empty file. */
 static int read_version(sqlite3 *db, const char *path, int *version, char *err, size_t errlen) {
     char text[32];
-    int rc = query_text(db, "SELECT count(*) FROM sqlite_master"
-                        " WHERE type = 'table' AND name = 'meta'", text, sizeof text);
+    int rc = query_text(db,
+                        "SELECT count(*) FROM sqlite_master"
+                        " WHERE type = 'table' AND name = 'meta'",
+                        text, sizeof text);
     if (rc != 1) return failf(err, errlen, "ledger: %s: %s", path, sqlite3_errmsg(db));
     if (strcmp(text, "0") == 0) {
         rc = query_text(db, "SELECT count(*) FROM sqlite_master", text, sizeof text);
         if (rc != 1) return failf(err, errlen, "ledger: %s: %s", path, sqlite3_errmsg(db));
         if (strcmp(text, "0") != 0)
-            return failf(err, errlen, "ledger: %s has tables but no meta table: not a floodgate "
-                         "database", path);
+            return failf(err, errlen,
+                         "ledger: %s has tables but no meta table: not a floodgate "
+                         "database",
+                         path);
         *version = 0;
         return 0;
     }
@@ -353,7 +383,8 @@ static int write_version(sqlite3 *db, int version) {
     char text[16];
     snprintf(text, sizeof text, "%d", version);
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)"
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT INTO meta(key, value) VALUES('schema_version', ?1)"
                                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
@@ -371,8 +402,10 @@ static int migrate_step(sqlite3 *db, const char *path, char *err, size_t errlen)
         return failf(err, errlen, "ledger: %s: %s", path, sqlite3_errmsg(db));
     if (read_version(db, path, &version, err, errlen) != 0) goto fail;
     if (version > FG_LEDGER_SCHEMA_VERSION) {
-        failf(err, errlen, "ledger: %s has schema version %d, newer than this floodgate's %d; "
-              "run a newer floodgate", path, version, FG_LEDGER_SCHEMA_VERSION);
+        failf(err, errlen,
+              "ledger: %s has schema version %d, newer than this floodgate's %d; "
+              "run a newer floodgate",
+              path, version, FG_LEDGER_SCHEMA_VERSION);
         goto fail;
     }
     if (version == FG_LEDGER_SCHEMA_VERSION) {
@@ -396,8 +429,8 @@ fail:
 static int prepare_all(fg_ledger_t *l, char *err, size_t errlen) {
     for (int i = 0; i < ST_COUNT; i++) {
         FG_ASSERT(k_sql[i] != NULL);
-        if (sqlite3_prepare_v3(l->db, k_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i],
-                               NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v3(l->db, k_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
+            SQLITE_OK)
             return failf(err, errlen, "ledger: cannot prepare \"%.60s\": %s", k_sql[i],
                          sqlite3_errmsg(l->db));
     }
@@ -415,7 +448,8 @@ int fg_ledger_open(const char *dir, fg_ledger_t **out, char *err, size_t errlen)
         goto fail;
     if (configure(l->db, path, err, errlen) != 0) goto fail;
     int rc;
-    while ((rc = migrate_step(l->db, path, err, errlen)) == 1) continue;
+    while ((rc = migrate_step(l->db, path, err, errlen)) == 1)
+        continue;
     if (rc != 0) goto fail;
     if (prepare_all(l, err, errlen) != 0) goto fail;
     *out = l;
@@ -427,7 +461,8 @@ fail:
 
 void fg_ledger_close(fg_ledger_t *l) {
     if (l == NULL) return;
-    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(l->st[i]);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(l->st[i]);
     /* With every statement finalized this cannot be busy; the last close also checkpoints the
      * log into the database file. */
     if (sqlite3_close(l->db) != SQLITE_OK)
@@ -440,8 +475,8 @@ void fg_ledger_close(fg_ledger_t *l) {
 /* Each check_* returns 0, or -1 with why set. They run on every change before it is written
  * and on every row after it is read, so what commit accepts, load accepts. */
 
-static int check_str(const char *s, size_t cap, size_t min, size_t max, const char *what,
-                     char *why, size_t whylen) {
+static int check_str(const char *s, size_t cap, size_t min, size_t max, const char *what, char *why,
+                     size_t whylen) {
     size_t n = strnlen(s, cap);
     if (n == cap) return failf(why, whylen, "%s is not NUL-terminated", what);
     if (n < min || n > max)
@@ -450,8 +485,8 @@ static int check_str(const char *s, size_t cap, size_t min, size_t max, const ch
 }
 
 static bool is_id_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static int check_id(const char *s, size_t cap, const char *what, char *why, size_t whylen) {
@@ -484,8 +519,8 @@ static int check_mcode(fg_mcode_t c, const char *what, char *why, size_t whylen)
 static int check_range(int64_t v, int64_t min, int64_t max, const char *what, char *why,
                        size_t whylen) {
     if (v < min || v > max)
-        return failf(why, whylen, "%s %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]", what,
-                     v, min, max);
+        return failf(why, whylen, "%s %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]", what, v,
+                     min, max);
     return 0;
 }
 
@@ -516,8 +551,7 @@ static int check_market(const fg_market_t *m, char *why, size_t whylen) {
 static int check_sku(const fg_sku_t *s, char *why, size_t whylen) {
     if (check_id(s->id, sizeof s->id, "sku id", why, whylen) ||
         check_str(s->name, sizeof s->name, 0, FG_NAME_BYTES_MAX, "sku name", why, whylen) ||
-        check_doc(s->attributes_json, FG_JSON_DOC_BYTES_MAX, true, "attributes_json", why,
-                  whylen))
+        check_doc(s->attributes_json, FG_JSON_DOC_BYTES_MAX, true, "attributes_json", why, whylen))
         return -1;
     return 0;
 }
@@ -603,8 +637,7 @@ static int check_order(const fg_order_row_t *o, char *why, size_t whylen) {
         check_range(o->quantity, 0, INT32_MAX, "quantity", why, whylen) ||
         check_range(o->total_minor, 0, INT64_MAX, "total_minor", why, whylen) ||
         check_code(o->currency, sizeof o->currency, 3, "currency", why, whylen) ||
-        check_range(o->state, FG_ORDER_PENDING_PAYMENT, FG_ORDER_CANCELLED, "state", why,
-                    whylen) ||
+        check_range(o->state, FG_ORDER_PENDING_PAYMENT, FG_ORDER_CANCELLED, "state", why, whylen) ||
         check_range(o->method, FG_PAY_INSTANT, FG_PAY_WEBHOOK, "method", why, whylen) ||
         check_doc(o->shipping_json, LEDGER_DOC_BYTES_MAX, false, "shipping_json", why, whylen))
         return -1;
@@ -879,10 +912,10 @@ fail:
  * reads every field and checks `bad` once. */
 typedef struct {
     sqlite3_stmt *st;
-    const char *op;                  /* "load" or "export", for messages */
+    const char *op; /* "load" or "export", for messages */
     const char *table;
-    char row[FG_ID_BYTES_MAX + 24];  /* names the row: its key once read, else its position */
-    int col;                         /* the next column to read */
+    char row[FG_ID_BYTES_MAX + 24]; /* names the row: its key once read, else its position */
+    int col;                        /* the next column to read */
     bool bad;
     char *err;
     size_t errlen;
@@ -931,14 +964,16 @@ static int64_t rd_i64(rd_t *r, int64_t min, int64_t max) {
     }
     int64_t v = sqlite3_column_int64(r->st, col);
     if (v < min || v > max) {
-        rd_fail(r, "%s %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]", rd_name(r, col), v,
-                min, max);
+        rd_fail(r, "%s %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]", rd_name(r, col), v, min,
+                max);
         return 0;
     }
     return v;
 }
 
-static uint64_t rd_uid(rd_t *r) { return (uint64_t)rd_i64(r, 0, INT64_MAX); }
+static uint64_t rd_uid(rd_t *r) {
+    return (uint64_t)rd_i64(r, 0, INT64_MAX);
+}
 
 /* TEXT (or NULL when nullable) of at most max bytes with no NUL inside; the pointer is the
  * statement's and dies at its next step or reset. */
@@ -1081,7 +1116,6 @@ static int load_market(fg_ledger_t *l, rd_t *r, const fg_ledger_visitor_t *v, vo
     if (r->bad || rd_check(r, check_market(&m, why, sizeof why), why) != 0) return -1;
     return rd_visit(r, v->market(ctx, &m));
 }
-
 
 /* Reads one SKU row into the next slot of p->skus, growing it. */
 static int load_sku_row(rd_t *r, fg_product_t *p, int *cap) {
@@ -1327,8 +1361,8 @@ static int scan(fg_ledger_t *l, int stmt, const char *table, load_fn fn,
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int fg_ledger_load(fg_ledger_t *l, const fg_ledger_visitor_t *v, void *ctx,
-                   int64_t idem_since_ms, int64_t webhook_since_s, char *err, size_t errlen) {
+int fg_ledger_load(fg_ledger_t *l, const fg_ledger_visitor_t *v, void *ctx, int64_t idem_since_ms,
+                   int64_t webhook_since_s, char *err, size_t errlen) {
     FG_ASSERT(l != NULL && v != NULL);
     /* Empty, so that a visitor's own message can be told from none (rd_visit). */
     if (err != NULL && errlen > 0) err[0] = '\0';
@@ -1417,13 +1451,12 @@ int fg_ledger_meta_set(fg_ledger_t *l, const char *key, const char *value) {
  * minutes during a sale; a page at a time lets checkpoints go on between pages. Each page sees
  * the state committed when it starts, and the export ends at the last order that existed when
  * it opened, so it does not chase new orders. */
-static const char k_export_sql[] =
-    "SELECT " ORDER_COLUMNS("o.") ", b.email FROM orders AS o"
-    " LEFT JOIN buyers AS b ON b.id = o.buyer_id"
-    " WHERE o.sale_id = ?1 AND o.id > ?2 AND o.id <= ?3 ORDER BY o.id LIMIT ?4";
+static const char k_export_sql[] = "SELECT " ORDER_COLUMNS(
+    "o.") ", b.email FROM orders AS o"
+          " LEFT JOIN buyers AS b ON b.id = o.buyer_id"
+          " WHERE o.sale_id = ?1 AND o.id > ?2 AND o.id <= ?3 ORDER BY o.id LIMIT ?4";
 
-static const char k_export_last_sql[] =
-    "SELECT max(id) FROM orders WHERE sale_id = ?1";
+static const char k_export_last_sql[] = "SELECT max(id) FROM orders WHERE sale_id = ?1";
 
 /* Binds the next page's start; the other parameters stay bound from export_bind. */
 static int export_page(fg_ledger_export_t *x) {

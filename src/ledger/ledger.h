@@ -39,7 +39,7 @@ FG_MUST_USE int fg_ledger_commit(fg_ledger_t *l, const fg_change_t *changes, siz
  * Pointers are valid for the call only, except where noted. */
 typedef struct {
     int (*market)(void *ctx, const fg_market_t *m);
-    int (*product)(void *ctx, fg_product_t *p);     /* the callee takes ownership of *p */
+    int (*product)(void *ctx, fg_product_t *p); /* the callee takes ownership of *p */
     int (*offer)(void *ctx, const fg_offer_t *o);
     int (*sale)(void *ctx, const fg_sale_row_t *s);
     int (*buyer)(void *ctx, const fg_buyer_row_t *b);
@@ -67,8 +67,8 @@ FG_MUST_USE int fg_ledger_meta_set(fg_ledger_t *l, const char *key, const char *
 typedef struct fg_ledger_export fg_ledger_export_t;
 
 typedef struct {
-    fg_order_row_t order;                 /* shipping_json valid until the next call */
-    char email[FG_EMAIL_BYTES_MAX + 1];   /* the buyer's */
+    fg_order_row_t order;               /* shipping_json valid until the next call */
+    char email[FG_EMAIL_BYTES_MAX + 1]; /* the buyer's */
 } fg_export_row_t;
 
 /* Opens DIR/floodgate.db read-only and starts reading sale_id's orders by id. 0; -2 when the

@@ -48,7 +48,8 @@ static bool reserve(fg_buf_t *b, size_t n) {
     size_t need = b->len + n + 1;
     if (need <= b->cap) return true;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     char *d = realloc(b->data, cap);
     if (d == NULL) {
         b->overflow = true;
@@ -66,7 +67,9 @@ void fg_buf_add(fg_buf_t *b, const void *p, size_t n) {
     b->data[b->len] = '\0';
 }
 
-void fg_buf_str(fg_buf_t *b, const char *s) { fg_buf_add(b, s, strlen(s)); }
+void fg_buf_str(fg_buf_t *b, const char *s) {
+    fg_buf_add(b, s, strlen(s));
+}
 
 void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) {
     char small[256];
@@ -120,7 +123,9 @@ void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
     fg_buf_add(b, "\"", 1);
 }
 
-void fg_buf_json_str(fg_buf_t *b, const char *s) { fg_buf_json_strn(b, s, strlen(s)); }
+void fg_buf_json_str(fg_buf_t *b, const char *s) {
+    fg_buf_json_strn(b, s, strlen(s));
+}
 
 void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma) {
     if (comma) fg_buf_add(b, ",", 1);

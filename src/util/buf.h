@@ -13,11 +13,11 @@
 #include <stdint.h>
 
 typedef struct {
-    char *data;     /* NUL-terminated while len < cap */
+    char *data; /* NUL-terminated while len < cap */
     size_t len;
     size_t cap;
-    size_t max;     /* hard limit on len */
-    bool overflow;  /* an append did not fit (or memory ran out) */
+    size_t max;    /* hard limit on len */
+    bool overflow; /* an append did not fit (or memory ran out) */
 } fg_buf_t;
 
 void fg_buf_init(fg_buf_t *b, size_t max);

@@ -11,23 +11,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define FG_ASSERT(expr)                                                                       \
-    do {                                                                                      \
-        if (!(expr)) {                                                                        \
-            fprintf(stderr, "floodgate: assertion failed: %s (%s:%d)\n", #expr, __FILE__,     \
-                    __LINE__);                                                                \
-            abort();                                                                          \
-        }                                                                                     \
+#define FG_ASSERT(expr)                                                                            \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "floodgate: assertion failed: %s (%s:%d)\n", #expr, __FILE__,          \
+                    __LINE__);                                                                     \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* An invariant from DESIGN.md, named by its label so a failure says which promise broke. */
-#define FG_INVARIANT(label, expr)                                                             \
-    do {                                                                                      \
-        if (!(expr)) {                                                                        \
-            fprintf(stderr, "floodgate: invariant %s violated: %s (%s:%d)\n", label, #expr,   \
-                    __FILE__, __LINE__);                                                      \
-            abort();                                                                          \
-        }                                                                                     \
+#define FG_INVARIANT(label, expr)                                                                  \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "floodgate: invariant %s violated: %s (%s:%d)\n", label, #expr,        \
+                    __FILE__, __LINE__);                                                           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define FG_MUST_USE __attribute__((warn_unused_result))

@@ -80,7 +80,8 @@ int fg_clock_parse_rfc3339(const char *s, int64_t *unix_ms) {
             p++;
         }
         if (nd == 0 || nd > 9) return -1;
-        for (; nd < 3; nd++) ms *= 10;
+        for (; nd < 3; nd++)
+            ms *= 10;
     }
     int64_t off_min = 0;
     if (*p == 'Z' || *p == 'z') {

@@ -12,8 +12,8 @@
 
 #include "util/check.h"
 
-int64_t fg_clock_now_ms(void);       /* CLOCK_REALTIME, Unix milliseconds */
-int64_t fg_clock_mono_ns(void);      /* CLOCK_MONOTONIC, for latency measurement */
+int64_t fg_clock_now_ms(void);  /* CLOCK_REALTIME, Unix milliseconds */
+int64_t fg_clock_mono_ns(void); /* CLOCK_MONOTONIC, for latency measurement */
 
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL); `cap` must be at least 25. */
 void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap);

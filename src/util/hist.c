@@ -19,7 +19,8 @@ void fg_hist_init(fg_hist_t *h, const double *bounds, int n) {
 
 void fg_hist_observe(fg_hist_t *h, double v) {
     int i = 0;
-    while (i < h->bucket_count && v > h->bounds[i]) i++;
+    while (i < h->bucket_count && v > h->bounds[i])
+        i++;
     atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->total, 1, memory_order_relaxed);
     if (v > 0) atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)(v * 1e6), memory_order_relaxed);

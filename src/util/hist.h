@@ -14,9 +14,9 @@
 
 typedef struct {
     int bucket_count;
-    double bounds[FG_HIST_BUCKETS_MAX];      /* upper bounds, ascending, in the metric's unit */
+    double bounds[FG_HIST_BUCKETS_MAX]; /* upper bounds, ascending, in the metric's unit */
     atomic_uint_fast64_t counts[FG_HIST_BUCKETS_MAX + 1]; /* last: +Inf */
-    atomic_uint_fast64_t sum_micro;          /* sum in millionths of the unit */
+    atomic_uint_fast64_t sum_micro;                       /* sum in millionths of the unit */
     atomic_uint_fast64_t total;
 } fg_hist_t;
 

@@ -12,8 +12,12 @@
 
 static atomic_bool quiet_flag;
 
-void fg_log_set_quiet(bool quiet) { atomic_store(&quiet_flag, quiet); }
-bool fg_log_quiet(void) { return atomic_load(&quiet_flag); }
+void fg_log_set_quiet(bool quiet) {
+    atomic_store(&quiet_flag, quiet);
+}
+bool fg_log_quiet(void) {
+    return atomic_load(&quiet_flag);
+}
 
 void fg_log(const char *level, const char *fmt, ...) {
     char line[1024];

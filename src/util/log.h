@@ -8,12 +8,12 @@
 
 #include <stdbool.h>
 
-void fg_log_set_quiet(bool quiet);  /* drops per-request lines; errors still print */
+void fg_log_set_quiet(bool quiet); /* drops per-request lines; errors still print */
 bool fg_log_quiet(void);
 void fg_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define FG_LOG_INFO(...) fg_log("info", __VA_ARGS__)
-#define FG_LOG_WARN(...) fg_log("warn", __VA_ARGS__)
+#define FG_LOG_INFO(...)  fg_log("info", __VA_ARGS__)
+#define FG_LOG_WARN(...)  fg_log("warn", __VA_ARGS__)
 #define FG_LOG_ERROR(...) fg_log("error", __VA_ARGS__)
 
 #endif

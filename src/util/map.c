@@ -17,7 +17,9 @@ static uint64_t mix(uint64_t x) {
     return x;
 }
 
-void fg_map_init(fg_map_t *m) { memset(m, 0, sizeof *m); }
+void fg_map_init(fg_map_t *m) {
+    memset(m, 0, sizeof *m);
+}
 
 void fg_map_free(fg_map_t *m) {
     free(m->slots);
@@ -31,7 +33,8 @@ static int grow(fg_map_t *m) {
     for (size_t i = 0; i < m->cap; i++) {
         if (m->slots[i].key == 0) continue;
         size_t j = mix(m->slots[i].key) & (cap - 1);
-        while (slots[j].key != 0) j = (j + 1) & (cap - 1);
+        while (slots[j].key != 0)
+            j = (j + 1) & (cap - 1);
         slots[j] = m->slots[i];
     }
     free(m->slots);
@@ -96,7 +99,9 @@ bool fg_map_del(fg_map_t *m, uint64_t key) {
 static unsigned char hash_key[crypto_shorthash_KEYBYTES];
 static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
 
-static void hash_key_init(void) { randombytes_buf(hash_key, sizeof hash_key); }
+static void hash_key_init(void) {
+    randombytes_buf(hash_key, sizeof hash_key);
+}
 
 uint64_t fg_hash_str(const char *s, size_t n) {
     pthread_once(&hash_once, hash_key_init);

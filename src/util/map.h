@@ -15,13 +15,13 @@
 #include "util/check.h"
 
 typedef struct {
-    uint64_t key;  /* 0 = empty */
+    uint64_t key; /* 0 = empty */
     uint64_t val;
 } fg_map_slot_t;
 
 typedef struct {
     fg_map_slot_t *slots;
-    size_t cap;    /* power of two */
+    size_t cap; /* power of two */
     size_t count;
 } fg_map_t;
 
