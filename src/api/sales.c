@@ -40,7 +40,7 @@ fg_answer_kind_t fg__h_sale(fg_api_t *api, const fg_api_request_t *rq, const cha
 fg_answer_kind_t fg__h_sale_events(fg_api_t *api, const fg_api_request_t *rq,
                                    const char *const *parts, fg_api_slot_t *slot,
                                    fg_api_answer_t *ans) {
-    fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_sale);
+    fg_api_cmd_t *p = fg__cmd_init(api, slot, NULL); /* a stream: no command runs */
     if (!sale_id(parts[2], p, ans)) return FG_ANSWER_NOW;
     uint64_t last = 0;
     if (rq->last_event_id != NULL) {
@@ -310,7 +310,7 @@ fg_answer_kind_t fg__h_admin_stats(fg_api_t *api, const fg_api_request_t *rq,
 fg_answer_kind_t fg__h_admin_export(fg_api_t *api, const fg_api_request_t *rq,
                                     const char *const *parts, fg_api_slot_t *slot,
                                     fg_api_answer_t *ans) {
-    fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_stats);
+    fg_api_cmd_t *p = fg__cmd_init(api, slot, NULL); /* a stream: no command runs */
     if (!fg__auth_admin(api, rq, ans) || !sale_id(parts[3], p, ans)) return FG_ANSWER_NOW;
     char format[16] = "ndjson";
     bool given = fg__query_param(rq->query, "format", format, sizeof format);
