@@ -28,6 +28,12 @@
 
 #define FG_VERSION "0.1.0"
 
+/* Exit status after a failed fsync of the ledger (sysexits.h EX_IOERR): floodgate stopped on
+ * purpose and must be started again, which recovers from what the ledger holds. */
+#define FG_EXIT_LEDGER_UNSAFE 74
+/* How often main looks at the writer's health while it waits for a signal. */
+#define FG_HEALTH_CHECK_MS 100
+
 typedef struct {
     const char *listen;
     const char *data_dir;
@@ -60,7 +66,8 @@ static void usage(FILE *out) {
         "  --webhook-secret S   HMAC key of the payment provider's webhook signatures\n"
         "                       (FLOODGATE_WEBHOOK_SECRET; default: the stored one, or a new one\n"
         "                       generated and printed once at first start)\n"
-        "  --threads N          HTTP loop threads (FLOODGATE_THREADS; default: one per core)\n"
+        "  --threads N          HTTP loop threads (FLOODGATE_THREADS; default: one per core;\n"
+        "                       with thousands of connections, about one per 500 of them)\n"
         "  --rate-limit N       registrations and holds per second per client address, 0 = off\n"
         "                       (FLOODGATE_RATE_LIMIT; default 0)\n"
         "  --port-file PATH     write the bound port to PATH once listening\n"
@@ -70,6 +77,9 @@ static void usage(FILE *out) {
         "\n"
         "Signals: SIGTERM or SIGINT stops accepting, answers every waiting request, commits the\n"
         "last batch and exits 0.\n"
+        "\n"
+        "Exit status 74: an fsync of the ledger failed, so floodgate refused every write and\n"
+        "stopped; start it again (a supervisor should) to recover from the ledger.\n"
         "\n"
         "Logs go to stderr, one line per request and per batch commit (key=value).\n"
         "Documentation: README.md, docs/api.md, docs/operations.md.\n");
@@ -216,6 +226,28 @@ static int write_port_file(const char *path, int port) {
     return rename(tmp, path);
 }
 
+/* Waits for SIGTERM or SIGINT, or for the writer to give up on the ledger after a failed
+ * fsync. Returns true for the latter: the stop is then the same graceful one (every waiting
+ * request gets its 503), with a different exit status. */
+static bool wait_for_stop(fg_writer_t *writer) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    const struct timespec tick = {.tv_sec = 0, .tv_nsec = FG_HEALTH_CHECK_MS * 1000000L};
+    for (;;) {
+        if (atomic_load(&fg_writer_stats(writer)->ledger_unsafe)) {
+            FG_LOG_ERROR("event=stopping reason=ledger_unsafe status=%d", FG_EXIT_LEDGER_UNSAFE);
+            return true;
+        }
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            FG_LOG_INFO("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            return false;
+        }
+    }
+}
+
 static int serve(const options_t *o) {
     char err[512];
     int status = 1;
@@ -261,13 +293,7 @@ static int serve(const options_t *o) {
     if (o->port_file && write_port_file(o->port_file, fg_http_port(http)) != 0)
         FG_LOG_WARN("event=port_file_failed path=%s", o->port_file);
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    sigwait(&set, &sig);
-    FG_LOG_INFO("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    bool unsafe = wait_for_stop(writer);
     fg_http_quiesce(http);
     fg_api_shutdown_streams(api);
     fg_writer_stop(writer);
@@ -276,8 +302,8 @@ static int serve(const options_t *o) {
     fg_http_stop(http);
     fg_writer_free(writer);
     writer = NULL;
-    status = 0;
-    FG_LOG_INFO("event=stopped");
+    status = unsafe ? FG_EXIT_LEDGER_UNSAFE : 0;
+    FG_LOG_INFO("event=stopped status=%d", status);
 fail_http:
     if (writer) {
         fg_writer_stop(writer);

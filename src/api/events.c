@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "api/internal.h"
+#include "util/check.h"
 #include "util/clock.h"
 
 #define FG_SSE_KEEPALIVE_S 15
@@ -136,6 +137,9 @@ void fg_events_free(fg_events_t *ev) {
     free(ev);
 }
 
+/* copy is owned by the sale's entry, freed by the next publish or fg_events_free. gcc 12's
+ * analyzer does not follow an entry found by walking the list and reports copy leaked. */
+FG_ANALYZER_OFF("-Wanalyzer-malloc-leak")
 void fg_events_publish(fg_events_t *ev, const char *sale_id, const char *json) {
     char *copy = strdup(json);
     if (copy == NULL) return; /* the next change publishes again */
@@ -156,6 +160,7 @@ void fg_events_publish(fg_events_t *ev, const char *sale_id, const char *json) {
     }
     pthread_mutex_unlock(&ev->mu);
 }
+FG_ANALYZER_ON
 
 /* Copies out what is pending; returns bytes, 0 when nothing is pending. */
 static size_t drain(sub_t *s, char *buf, size_t max) {

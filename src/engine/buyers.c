@@ -1,10 +1,11 @@
 /*
  * buyers.c — buyer accounts: registration, token check, market.
  *
- * Buyers sit in a dense array indexed by id - 1 (ids are handed out in order), about 56 bytes
- * each, so a million buyers fit in tens of MiB. The email itself is not kept in memory, only a
- * 128-bit keyed hash of it for the "same email twice" check; the ledger keeps the address.
- * The token's secret is never stored, only its BLAKE2b-256 hash, compared in constant time.
+ * Buyers sit in a dense array indexed by id - 1 (ids are handed out in order), 20 bytes each,
+ * so a million buyers take about 20 MiB, plus 8 to 16 bytes of email set each. The email
+ * itself is not kept in memory, only a 64-bit keyed hash of it in that set (util/pack.h), for
+ * the "same email twice" check; the ledger keeps the address. The token's secret is never stored,
+ * only its BLAKE2b-256 hash (its first half in memory), compared in constant time.
  */
 #include <sodium.h>
 #include <stdlib.h>
@@ -12,34 +13,21 @@
 
 #include "engine/engine_internal.h"
 
-static void email_hash(const char *email, uint8_t out[16]) {
+/* A 64-bit keyed hash of the email: two different addresses share one with odds of about
+ * n / 2^64 per registration (1 in 18 trillion with a million buyers), and the loser of such a
+ * draw would be told its email is taken. The key only keeps the hashes apart from others'. */
+static uint64_t email_hash(const char *email) {
     static const uint8_t key[16] = "floodgate-email";
-    crypto_generichash(out, 16, (const unsigned char *)email, strlen(email), key, sizeof key);
+    uint64_t h;
+    crypto_generichash((uint8_t *)&h, sizeof h, (const unsigned char *)email, strlen(email), key,
+                       sizeof key);
+    /* 0 and all-ones are the set's empty and deleted marks. */
+    return h == 0 ? 1 : h == FG_PACK_TOMB ? FG_PACK_TOMB - 1 : h;
 }
 
-/* The email set maps the first 8 bytes of the hash to the next 8; a clash of the first 8 with a
- * different second half (about 1 in 2^64 per pair) probes on to the next key. Returns true when
- * the email is known; otherwise *slot_key is a free key to insert at. */
-static bool email_known(const fg_engine_t *e, const uint8_t h[16], uint64_t *slot_key) {
-    uint64_t k, v, have;
-    memcpy(&k, h, 8);
-    memcpy(&v, h + 8, 8);
-    for (int probe = 0; probe < 64; probe++) {
-        uint64_t key = (k + (uint64_t)probe * 0x9e3779b97f4a7c15ULL) | 1;
-        if (!fg_map_get(&e->email_seen, key, &have)) {
-            *slot_key = key;
-            return false;
-        }
-        if (have == v) return true;
-    }
-    FG_ASSERT(!"email hash probe exhausted");
-    return true;
-}
-
-static fg_err_t add_buyer(fg_engine_t *e, uint64_t id, const uint8_t eh[16], fg_mcode_t market,
+static fg_err_t add_buyer(fg_engine_t *e, uint64_t id, uint64_t eh, fg_mcode_t market,
                           const uint8_t token_hash[32]) {
-    uint64_t slot_key = 0;
-    if (email_known(e, eh, &slot_key))
+    if (fg_pack_has(&e->email_seen, eh))
         return fg__fail(e, FG_ERR_BUYER_EXISTS, "a buyer with this email exists");
     if (id > FG_BUYERS_MAX) return fg__fail(e, FG_ERR_CAPACITY, "at most %d buyers", FG_BUYERS_MAX);
     if (id > e->buyer_cap) {
@@ -52,14 +40,10 @@ static fg_err_t add_buyer(fg_engine_t *e, uint64_t id, const uint8_t eh[16], fg_
         e->buyers = b;
         e->buyer_cap = cap;
     }
-    uint64_t v;
-    memcpy(&v, eh + 8, 8);
-    if (fg_map_put(&e->email_seen, slot_key, v) != 0)
-        return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
+    if (fg_pack_add(&e->email_seen, eh) != 0) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     fg__buyer_t *b = &e->buyers[id - 1];
     FG_ASSERT(!b->present);
-    memcpy(b->token_hash, token_hash, 32);
-    memcpy(b->email_hash, eh, 16);
+    memcpy(b->token_hash, token_hash, sizeof b->token_hash);
     b->market = market;
     b->present = true;
     e->buyer_count++;
@@ -74,10 +58,8 @@ fg_err_t fg_engine_buyer_register(fg_engine_t *e, const char *email, const char 
     if (!fg__reserve_changes(e, 1)) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     fg_buyer_row_t *row = calloc(1, sizeof *row);
     if (row == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
-    uint8_t eh[16];
-    email_hash(email, eh);
     uint64_t new_id = e->next_buyer_id;
-    fg_err_t err = add_buyer(e, new_id, eh, fg_mcode(market), token_hash);
+    fg_err_t err = add_buyer(e, new_id, email_hash(email), fg_mcode(market), token_hash);
     if (err != FG_OK) {
         free(row);
         return err;
@@ -98,18 +80,16 @@ fg_err_t fg_engine_restore_buyer(fg_engine_t *e, const fg_buyer_row_t *row) {
                         (unsigned long long)row->id);
     if (row->id <= e->buyer_cap && e->buyers[row->id - 1].present)
         return fg__fail(e, FG_ERR_INVALID, "buyer %llu twice", (unsigned long long)row->id);
-    uint8_t eh[16];
-    email_hash(row->email, eh);
-    return add_buyer(e, row->id, eh, fg_mcode(row->market), row->token_hash);
+    return add_buyer(e, row->id, email_hash(row->email), fg_mcode(row->market), row->token_hash);
 }
 
 fg_err_t fg_engine_buyer_auth(const fg_engine_t *e, uint64_t id, const uint8_t secret_hash[32]) {
-    uint8_t zero[32] = {0};
+    uint8_t zero[FG__TOKEN_HASH_KEPT] = {0};
     const uint8_t *want = zero;
     bool present = id >= 1 && id <= e->buyer_cap && e->buyers[id - 1].present;
     if (present) want = e->buyers[id - 1].token_hash;
     /* Compare even for unknown ids so timing does not tell which ids exist. */
-    bool same = sodium_memcmp(want, secret_hash, 32) == 0;
+    bool same = sodium_memcmp(want, secret_hash, FG__TOKEN_HASH_KEPT) == 0;
     return present && same ? FG_OK : FG_ERR_UNAUTHORIZED;
 }
 

@@ -25,12 +25,11 @@ const char *fg_engine_detail(const fg_engine_t *e) {
     return e->detail;
 }
 
-fg_err_t fg__fail(fg_engine_t *e, fg_err_t err, const char *fmt, ...) {
+void fg__detail(fg_engine_t *e, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->detail, sizeof e->detail, fmt, ap);
     va_end(ap);
-    return err;
 }
 
 fg_engine_t *fg_engine_new(void) {
@@ -39,6 +38,8 @@ fg_engine_t *fg_engine_new(void) {
     e->next_hold_id = 1;
     e->next_order_id = 1;
     e->next_buyer_id = 1;
+    e->idem_horizon_ms = INT64_MIN;
+    e->idem_newest_ms = INT64_MIN;
     return e;
 }
 
@@ -84,9 +85,13 @@ void fg_engine_free(fg_engine_t *e) {
         free_idem(r);
         r = next;
     }
-    fg_map_t *maps[] = {&e->market_by_code, &e->product_by_id, &e->sku_by_id,   &e->offer_by_key,
-                        &e->sale_by_id,     &e->email_seen,    &e->counters,    &e->hold_by_id,
-                        &e->order_by_id,    &e->buyer_orders,  &e->idem_by_key, &e->webhooks};
+    free(e->fetched_body);
+    fg_pack_free(&e->email_seen);
+    fg_pack_free(&e->idem_stored);
+    free(e->idem_marks);
+    fg_map_t *maps[] = {&e->market_by_code, &e->product_by_id, &e->sku_by_id,  &e->offer_by_key,
+                        &e->sale_by_id,     &e->counters,      &e->hold_by_id, &e->order_by_id,
+                        &e->buyer_orders,   &e->idem_by_key,   &e->webhooks};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
         fg_map_free(maps[i]);
     free(e);

@@ -181,16 +181,27 @@ typedef enum {
     FG_IDEM_REPLAY,    /* seen, same request, committed: answer *rec */
     FG_IDEM_IN_FLIGHT, /* seen, its batch not committed yet: 409 */
     FG_IDEM_MISMATCH,  /* seen with another request: 422 */
+    FG_IDEM_UNKNOWN,   /* the answer store could not be read: cannot tell, 503 */
 } fg_idem_result_t;
 
-fg_idem_result_t fg_engine_idem_lookup(const fg_engine_t *e, uint64_t scope, const char *key,
+/* *rec (for REPLAY and MISMATCH) stays valid until the next lookup or commit. */
+fg_idem_result_t fg_engine_idem_lookup(fg_engine_t *e, uint64_t scope, const char *key,
                                        const uint8_t fingerprint[32], const fg_idem_row_t **rec);
 /* Stores an answer, uncommitted until fg_engine_idem_committed. Copies key and body. */
 FG_MUST_USE fg_err_t fg_engine_idem_store(fg_engine_t *e, uint64_t scope, const char *key,
                                           const uint8_t fingerprint[32], int status,
                                           const char *body, int64_t now_ms,
                                           const fg_idem_row_t **rec);
+/* Marks rec committed. When an answer store is set and the ledger gave rec its row id, the
+ * answer leaves memory: only the key's hash and the row id stay, and a replay reads it back. */
 void fg_engine_idem_committed(fg_engine_t *e, const fg_idem_row_t *rec);
+
+/* Where committed answers are read back from (the ledger; fg_engine_load sets it). Fills row by
+ * its ledger row id: row->key points at key, row->body at *body (malloc'd, freed by the engine).
+ * 1 found, 0 no such row, -1 error. Called on the engine's thread. */
+typedef int (*fg_answer_fetch_fn)(void *ctx, int64_t rowid, fg_idem_row_t *row,
+                                  char key[FG_IDEM_KEY_BYTES_MAX + 1], char **body);
+void fg_engine_set_answer_store(fg_engine_t *e, fg_answer_fetch_fn fetch, void *ctx);
 /* Forgets answers older than FG_IDEM_TTL_MS. */
 void fg_engine_idem_expire(fg_engine_t *e, int64_t now_ms);
 
@@ -210,8 +221,11 @@ FG_MUST_USE fg_err_t fg_engine_restore_webhook(fg_engine_t *e, const fg_webhook_
 /* Market, product and offer restore through the ordinary put calls while restoring. */
 
 /* ---- checks and stats ---- */
-/* Scans everything and asserts I1, I2, I4 (counters agree with holds), I6. For tests and start. */
+/* Scans everything and asserts I1, I2, I4 (counters agree with holds), I6. For tests. */
 void fg_engine_check(const fg_engine_t *e);
+/* The same scan, reporting instead of aborting: 0, or -1 with the broken invariant named in
+ * why. For state that came from outside (the ledger at start), which is refused, not served. */
+FG_MUST_USE int fg_engine_verify(const fg_engine_t *e, char *why, size_t whylen);
 uint64_t fg_engine_active_holds(const fg_engine_t *e);
 uint64_t fg_engine_order_count(const fg_engine_t *e);
 

@@ -7,13 +7,17 @@
 
 #include "engine/engine.h"
 #include "util/map.h"
+#include "util/pack.h"
 
+/* A buyer in memory: 20 bytes. The token is checked against the first half of its BLAKE2b-256
+ * hash (128 bits are far beyond guessing; the ledger keeps all 32 bytes). */
+#define FG__TOKEN_HASH_KEPT 16
 typedef struct {
-    uint8_t token_hash[32];
-    uint8_t email_hash[16];
+    uint8_t token_hash[FG__TOKEN_HASH_KEPT];
     fg_mcode_t market;
     bool present;
 } fg__buyer_t;
+_Static_assert(sizeof(fg__buyer_t) == 20, "a buyer stays small: a million of them are in memory");
 
 typedef struct fg__idem {
     fg_idem_row_t row;
@@ -27,6 +31,11 @@ typedef struct {
     void *p;
     bool is_product;
 } fg__retired_t;
+
+/* Rows of the answer store below rowid were all created at or before ms (idem.c). */
+typedef struct {
+    int64_t ms, rowid;
+} fg__idem_mark_t;
 
 #define FG_HOLD_SLAB_COUNT 4096 /* holds per slab allocation */
 
@@ -52,8 +61,8 @@ struct fg_engine {
     fg__buyer_t *buyers; /* index id - 1 */
     uint64_t buyer_cap;
     uint64_t buyer_count;
-    fg_map_t email_seen; /* email hash, probed: see buyers.c */
-    fg_map_t counters;   /* fg__counter_key -> held << 32 | bought */
+    fg_pack_t email_seen; /* 64-bit keyed hashes of the emails: see buyers.c */
+    fg_map_t counters;    /* fg__counter_key -> held << 32 | bought */
 
     fg_hold_t **hold_slabs;
     size_t hold_slab_count, hold_slab_cap;
@@ -66,8 +75,21 @@ struct fg_engine {
     fg_map_t buyer_orders; /* buyer id -> newest fg_order_t* */
     uint64_t order_count;
 
+    /* Stored answers. Kept whole in memory while in flight, or when there is no answer store;
+     * once committed to an answer store only a slot of idem_stored remains (see idem.c). */
     fg_map_t idem_by_key; /* hash(scope, key) -> fg__idem_t* chain */
     fg__idem_t *idem_head, *idem_tail;
+    fg_pack_t idem_stored; /* top bits of hash(scope, key) | ledger row id */
+    fg__idem_mark_t *idem_marks;
+    size_t idem_mark_len, idem_mark_cap;
+    int64_t idem_newest_ms;  /* newest answer in idem_stored */
+    int64_t idem_horizon_ms; /* answers created before this are forgotten */
+    int64_t idem_swept_ms;   /* last sweep of idem_stored */
+    fg_answer_fetch_fn answer_fetch;
+    void *answer_ctx;
+    fg_idem_row_t fetched; /* the last answer read back; key and body below */
+    char fetched_key[FG_IDEM_KEY_BYTES_MAX + 1];
+    char *fetched_body;
     fg_map_t webhooks; /* digest prefix -> t_s */
     int64_t webhooks_pruned_ms;
     int64_t ledger_pruned_ms; /* last FG_CH_PRUNE */
@@ -80,9 +102,10 @@ struct fg_engine {
     char detail[256];
 };
 
-/* Sets the detail text and returns err. */
-fg_err_t fg__fail(fg_engine_t *e, fg_err_t err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Sets the detail text and yields err. A macro, so that callers (and the static analyzer, which
+ * does not look into other files) see that a failure returns exactly err, never FG_OK. */
+#define fg__fail(e, err, ...) (fg__detail((e), __VA_ARGS__), (err))
+void fg__detail(fg_engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fg__emit(fg_engine_t *e, const fg_change_t *c);
 FG_MUST_USE bool fg__reserve_changes(fg_engine_t *e, size_t n);
 FG_MUST_USE bool fg__retire(fg_engine_t *e, void *p, bool is_product);

@@ -121,8 +121,9 @@ static fg_hold_t *hold_alloc(fg_engine_t *e) {
             e->hold_slabs = s;
             e->hold_slab_cap = cap;
         }
-        e->hold_slabs[slab] = calloc(FG_HOLD_SLAB_COUNT, sizeof(fg_hold_t));
-        if (e->hold_slabs[slab] == NULL) return NULL;
+        fg_hold_t *fresh = calloc(FG_HOLD_SLAB_COUNT, sizeof(fg_hold_t));
+        if (fresh == NULL) return NULL;
+        e->hold_slabs[slab] = fresh; /* owned by the engine; fg_engine_free frees it */
         e->hold_slab_count++;
     }
     return &e->hold_slabs[slab][e->hold_count % FG_HOLD_SLAB_COUNT];
@@ -520,6 +521,11 @@ fg_err_t fg_engine_restore_order(fg_engine_t *e, const fg_order_row_t *row) {
     /* Every check comes before any change: a refused row stays with the caller. */
     if (row->state == FG_ORDER_CANCELLED && h->heap_pos >= 0)
         return fg__fail(e, FG_ERR_INVALID, "cancelled order %llu has an active hold",
+                        (unsigned long long)row->id);
+    /* A pending order keeps its hold's units until payment or expiry: an ended hold under it
+     * would be sold or released a second time at payment (I4). */
+    if (row->state == FG_ORDER_PENDING_PAYMENT && h->heap_pos < 0)
+        return fg__fail(e, FG_ERR_INVALID, "pending order %llu has an ended hold",
                         (unsigned long long)row->id);
     if (row->state == FG_ORDER_PAID) {
         uint32_t held, bought;

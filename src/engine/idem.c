@@ -5,6 +5,14 @@
  * two are durable together. Until that batch commits the record is "in flight": the same key
  * again gets 409 idempotency_in_progress. Records are chained per hash bucket (keys are client
  * text) and listed in creation order, so forgetting old ones walks from the front.
+ *
+ * With an answer store (the ledger), a committed answer does not stay in memory: the engine
+ * keeps one 8-byte entry per key in a packed set (util/pack.h) — 28 bits of hash(scope, key)
+ * and the ledger row id — and reads the answer back on the rare replay, checking that the row
+ * really is this key's (a row pruned, or another key's with the same 28 bits, is not). A million
+ * stored answers thus cost 8 to 16 MiB instead of hundreds. Marks of which row ids were written
+ * in which minute let a sweep forget old entries without reading rows. Without a store (unit
+ * tests), records stay whole.
  */
 #include <sodium.h>
 #include <stdlib.h>
@@ -29,13 +37,141 @@ static fg__idem_t *idem_find(const fg_engine_t *e, uint64_t scope, const char *k
     return NULL;
 }
 
-fg_idem_result_t fg_engine_idem_lookup(const fg_engine_t *e, uint64_t scope, const char *key,
+/* ---------------------------------------------------------------- answers in the store */
+
+#define MINUTE_MS 60000
+
+void fg_engine_set_answer_store(fg_engine_t *e, fg_answer_fetch_fn fetch, void *ctx) {
+    e->answer_fetch = fetch;
+    e->answer_ctx = ctx;
+}
+
+/* Reads the answer at rowid into e->fetched. 1 found, 0 gone, -1 error. */
+static int fetch(fg_engine_t *e, int64_t rowid) {
+    free(e->fetched_body);
+    e->fetched_body = NULL;
+    memset(&e->fetched, 0, sizeof e->fetched);
+    int rc = e->answer_fetch(e->answer_ctx, rowid, &e->fetched, e->fetched_key, &e->fetched_body);
+    FG_ASSERT(rc <= 0 || (e->fetched.key != NULL && e->fetched.body != NULL));
+    return rc;
+}
+
+/* True when the fetched row is an answer of (scope, key), of any age. */
+static bool fetched_same_key(const fg_engine_t *e, uint64_t scope, const char *key) {
+    return e->fetched.scope == scope && strcmp(e->fetched.key, key) == 0;
+}
+
+static uint64_t stored_tag(uint64_t h) {
+    return h >> FG_PACK_LOW_BITS;
+}
+
+static int64_t stored_rowid(uint64_t entry) {
+    return (int64_t)(entry & FG_PACK_LOW_MASK);
+}
+
+/* Notes where the minutes fall in row ids: rows below a mark's row id were all created at or
+ * before its time. Rows come to the index in row id order (commits in order; load by row id),
+ * and the ledger never reuses a row id (its prune keeps the newest row), so the marks hold. */
+static void stored_mark(fg_engine_t *e, int64_t rowid, int64_t created_ms) {
+    size_t n = e->idem_mark_len;
+    bool due = e->idem_newest_ms != INT64_MIN &&
+               (n == 0 || e->idem_newest_ms - e->idem_marks[n - 1].ms >= MINUTE_MS);
+    if (due) {
+        if (n == e->idem_mark_cap) {
+            size_t cap = n ? 2 * n : 64;
+            fg__idem_mark_t *m = realloc(e->idem_marks, cap * sizeof *m);
+            /* Without the mark the sweep only waits for the next one: no harm. */
+            if (m != NULL) {
+                e->idem_marks = m;
+                e->idem_mark_cap = cap;
+            }
+        }
+        if (n < e->idem_mark_cap) {
+            e->idem_marks[n] = (fg__idem_mark_t){.ms = e->idem_newest_ms, .rowid = rowid};
+            e->idem_mark_len++;
+        }
+    }
+    if (created_ms > e->idem_newest_ms) e->idem_newest_ms = created_ms;
+}
+
+/* Puts a committed answer in the store's index: replaces the entry of this key's older answer
+ * or of a row that is gone, else adds one. False when it must stay whole in memory: no store,
+ * no row id, a read error, or no memory. */
+static bool stored_put(fg_engine_t *e, uint64_t h, const fg_idem_row_t *row) {
+    if (e->answer_fetch == NULL || row->ledger_rowid <= 0 ||
+        (uint64_t)row->ledger_rowid > FG_PACK_LOW_MASK)
+        return false;
+    uint64_t tag = stored_tag(h);
+    uint64_t entry = tag << FG_PACK_LOW_BITS | (uint64_t)row->ledger_rowid;
+    size_t cur = FG_PACK_START;
+    uint64_t old;
+    while (fg_pack_next(&e->idem_stored, tag, &cur, &old)) {
+        int rc = fetch(e, stored_rowid(old));
+        if (rc < 0) return false;
+        if (rc == 0 || fetched_same_key(e, row->scope, row->key)) {
+            fg_pack_replace(&e->idem_stored, cur, entry);
+            stored_mark(e, row->ledger_rowid, row->created_at_ms);
+            return true;
+        }
+    }
+    if (fg_pack_add(&e->idem_stored, entry) != 0) return false;
+    stored_mark(e, row->ledger_rowid, row->created_at_ms);
+    return true;
+}
+
+static bool below_rowid(uint64_t entry, void *ctx) {
+    return stored_rowid(entry) < *(const int64_t *)ctx;
+}
+
+/* Forgets the index entries of answers created before the horizon, by the newest mark that
+ * is older than it. Runs at most once a minute: it walks the whole index. */
+static void stored_sweep(fg_engine_t *e, int64_t now_ms) {
+    if (now_ms - e->idem_swept_ms < MINUTE_MS && now_ms >= e->idem_swept_ms) return;
+    e->idem_swept_ms = now_ms;
+    size_t k = 0;
+    while (k < e->idem_mark_len && e->idem_marks[k].ms < e->idem_horizon_ms)
+        k++;
+    if (k == 0) return;
+    int64_t below = e->idem_marks[k - 1].rowid;
+    fg_pack_sweep(&e->idem_stored, below_rowid, &below);
+    memmove(e->idem_marks, e->idem_marks + k, (e->idem_mark_len - k) * sizeof *e->idem_marks);
+    e->idem_mark_len -= k;
+}
+
+static void idem_drop(fg_engine_t *e, fg__idem_t *r); /* below */
+
+fg_idem_result_t fg_engine_idem_lookup(fg_engine_t *e, uint64_t scope, const char *key,
                                        const uint8_t fingerprint[32], const fg_idem_row_t **rec) {
-    fg__idem_t *r = idem_find(e, scope, key, idem_hash(scope, key));
-    if (r == NULL) return FG_IDEM_NEW;
-    *rec = &r->row;
-    if (sodium_memcmp(r->row.fingerprint, fingerprint, 32) != 0) return FG_IDEM_MISMATCH;
-    return r->committed ? FG_IDEM_REPLAY : FG_IDEM_IN_FLIGHT;
+    uint64_t h = idem_hash(scope, key);
+    fg__idem_t *r = idem_find(e, scope, key, h);
+    if (r != NULL && r->committed && r->row.created_at_ms < e->idem_horizon_ms) {
+        idem_drop(e, r); /* expired since the last pass; no newer answer of the key exists */
+        return FG_IDEM_NEW;
+    }
+    if (r != NULL) {
+        *rec = &r->row;
+        if (sodium_memcmp(r->row.fingerprint, fingerprint, 32) != 0) return FG_IDEM_MISMATCH;
+        return r->committed ? FG_IDEM_REPLAY : FG_IDEM_IN_FLIGHT;
+    }
+    /* Candidates share the top bits of the key's hash; the ledger row tells which is the key's. */
+    uint64_t tag = stored_tag(h), entry;
+    size_t cur = FG_PACK_START;
+    while (fg_pack_next(&e->idem_stored, tag, &cur, &entry)) {
+        int rc = fetch(e, stored_rowid(entry));
+        if (rc < 0) return FG_IDEM_UNKNOWN;
+        if (rc == 0 || !fetched_same_key(e, scope, key)) continue;
+        if (e->fetched.created_at_ms < e->idem_horizon_ms) return FG_IDEM_NEW; /* forgotten */
+        *rec = &e->fetched;
+        if (sodium_memcmp(e->fetched.fingerprint, fingerprint, 32) != 0) return FG_IDEM_MISMATCH;
+        return FG_IDEM_REPLAY;
+    }
+    return FG_IDEM_NEW;
+}
+
+static void free_record(fg__idem_t *r) {
+    free(r->row.key);
+    free(r->row.body);
+    free(r);
 }
 
 static fg_err_t idem_add(fg_engine_t *e, const fg_idem_row_t *src, bool committed,
@@ -44,20 +180,17 @@ static fg_err_t idem_add(fg_engine_t *e, const fg_idem_row_t *src, bool committe
     if (idem_find(e, src->scope, src->key, h) != NULL)
         return fg__fail(e, FG_ERR_INVALID, "idempotency key stored twice");
     fg__idem_t *r = calloc(1, sizeof *r);
-    char *key = strdup(src->key);
-    char *body = strdup(src->body);
+    if (r == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
+    r->row = *src;
+    r->row.key = strdup(src->key);
+    r->row.body = strdup(src->body);
     uint64_t head = 0;
     fg_map_get(&e->idem_by_key, h, &head);
-    if (r == NULL || key == NULL || body == NULL ||
+    if (r->row.key == NULL || r->row.body == NULL ||
         fg_map_put(&e->idem_by_key, h, (uint64_t)(uintptr_t)r) != 0) {
-        free(r);
-        free(key);
-        free(body);
+        free_record(r);
         return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     }
-    r->row = *src;
-    r->row.key = key;
-    r->row.body = body;
     r->committed = committed;
     r->hash = h;
     r->next_in_bucket = (fg__idem_t *)(uintptr_t)head;
@@ -88,30 +221,8 @@ fg_err_t fg_engine_idem_store(fg_engine_t *e, uint64_t scope, const char *key,
     return FG_OK;
 }
 
-void fg_engine_idem_committed(fg_engine_t *e, const fg_idem_row_t *rec) {
-    fg__idem_t *r = (fg__idem_t *)(uintptr_t)rec; /* row is the first member */
-    r->committed = true;
-}
-
-fg_err_t fg_engine_restore_idem(fg_engine_t *e, const fg_idem_row_t *row) {
-    fg__idem_t *r = idem_find(e, row->scope, row->key, idem_hash(row->scope, row->key));
-    if (r != NULL) {
-        /* A key reused after its first answer expired: rows come oldest first, keep the newer. */
-        char *body = strdup(row->body);
-        if (body == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
-        free(r->row.body);
-        r->row.body = body;
-        memcpy(r->row.fingerprint, row->fingerprint, 32);
-        r->row.status = row->status;
-        r->row.created_at_ms = row->created_at_ms;
-        return FG_OK;
-    }
-    return idem_add(e, row, true, &r);
-}
-
-/* Unlinks the oldest record from its bucket chain and frees it. */
-static void idem_drop_head(fg_engine_t *e) {
-    fg__idem_t *r = e->idem_head;
+/* Unlinks r from its bucket chain (the map slot moves to the next record, or goes). */
+static void bucket_unlink(fg_engine_t *e, fg__idem_t *r) {
     uint64_t v = 0;
     FG_ASSERT(fg_map_get(&e->idem_by_key, r->hash, &v));
     fg__idem_t *head = (fg__idem_t *)(uintptr_t)v;
@@ -129,20 +240,88 @@ static void idem_drop_head(fg_engine_t *e) {
             p = p->next_in_bucket;
         p->next_in_bucket = r->next_in_bucket;
     }
-    e->idem_head = r->next_fifo;
-    if (e->idem_head == NULL) e->idem_tail = NULL;
-    free(r->row.key);
-    free(r->row.body);
-    free(r);
+}
+
+/* Unlinks r, which follows prev in the list (NULL: r is the head), from its bucket chain and
+ * the list, and frees it. */
+static void idem_unlink(fg_engine_t *e, fg__idem_t *prev, fg__idem_t *r) {
+    FG_ASSERT(prev ? prev->next_fifo == r : e->idem_head == r);
+    bucket_unlink(e, r);
+    if (prev)
+        prev->next_fifo = r->next_fifo;
+    else
+        e->idem_head = r->next_fifo;
+    if (e->idem_tail == r) e->idem_tail = prev;
+    free_record(r);
+}
+
+/* Drops r wherever it is in the list (walks to find its predecessor: whole records are few once
+ * an answer store takes the committed ones). */
+static void idem_drop(fg_engine_t *e, fg__idem_t *r) {
+    fg__idem_t *prev = NULL;
+    if (e->idem_head != r)
+        for (prev = e->idem_head; prev->next_fifo != r;)
+            prev = prev->next_fifo;
+    idem_unlink(e, prev, r);
 }
 
 #define FG_LEDGER_PRUNE_EVERY_MS 60000
 
+/* Moves committed records with a ledger row into the store's index. Records are listed in the
+ * order they were stored and batches commit in that order, so the committed ones lead the list;
+ * the few that must stay whole are stepped over. */
+static void compact(fg_engine_t *e) {
+    fg__idem_t *prev = NULL;
+    for (fg__idem_t *r = e->idem_head; r != NULL && r->committed;) {
+        fg__idem_t *next = r->next_fifo;
+        if (stored_put(e, r->hash, &r->row)) {
+            idem_unlink(e, prev, r);
+        } else {
+            prev = r;
+        }
+        r = next;
+    }
+}
+
+void fg_engine_idem_committed(fg_engine_t *e, const fg_idem_row_t *rec) {
+    fg__idem_t *r = (fg__idem_t *)(uintptr_t)rec; /* row is the first member */
+    r->committed = true;
+    if (e->answer_fetch != NULL) compact(e);
+}
+
+fg_err_t fg_engine_restore_idem(fg_engine_t *e, const fg_idem_row_t *row) {
+    uint64_t h = idem_hash(row->scope, row->key);
+    fg__idem_t *r = idem_find(e, row->scope, row->key, h);
+    /* Rows come in the order they were written, so a key's newer answer replaces its older. */
+    if (r == NULL && stored_put(e, h, row)) return FG_OK;
+    if (r != NULL) {
+        /* A key reused after its first answer expired: rows come oldest first, keep the newer. */
+        char *body = strdup(row->body);
+        if (body == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
+        free(r->row.body);
+        r->row.body = body;
+        memcpy(r->row.fingerprint, row->fingerprint, 32);
+        r->row.status = row->status;
+        r->row.created_at_ms = row->created_at_ms;
+        return FG_OK;
+    }
+    return idem_add(e, row, true, &r);
+}
+
 void fg_engine_idem_expire(fg_engine_t *e, int64_t now_ms) {
-    /* Only committed records go: an in-flight one is still referenced by its batch. */
-    while (e->idem_head != NULL && e->idem_head->committed &&
-           e->idem_head->row.created_at_ms < now_ms - FG_IDEM_TTL_MS)
-        idem_drop_head(e);
+    if (now_ms - FG_IDEM_TTL_MS > e->idem_horizon_ms) e->idem_horizon_ms = now_ms - FG_IDEM_TTL_MS;
+    stored_sweep(e, now_ms);
+    /* Every committed record older than the horizon goes; an in-flight one is still referenced
+     * by its batch (once committed, lookups treat it as gone, and the next pass frees it). */
+    fg__idem_t *prev = NULL;
+    for (fg__idem_t *r = e->idem_head; r != NULL;) {
+        fg__idem_t *next = r->next_fifo;
+        if (r->committed && r->row.created_at_ms < e->idem_horizon_ms)
+            idem_unlink(e, prev, r);
+        else
+            prev = r;
+        r = next;
+    }
     /* The ledger forgets them too, in the next batch, so it does not grow without end. */
     if (now_ms - e->ledger_pruned_ms >= FG_LEDGER_PRUNE_EVERY_MS && fg__reserve_changes(e, 1)) {
         e->ledger_pruned_ms = now_ms;

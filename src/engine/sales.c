@@ -205,11 +205,11 @@ const fg_offer_t *fg__sellable(fg_engine_t *e, const fg_sale_t *s, int pool, con
     fg_mcode_str(market, code);
     const fg_offer_t *o = fg_engine_offer_get(e, sku, code);
     if (o != NULL && o->blocked) {
-        fg__fail(e, FG_ERR_NOT_OFFERED, "%s", o->reason);
+        fg__detail(e, "%s", o->reason);
         return NULL;
     }
     if (o == NULL || pool < 0) {
-        fg__fail(e, FG_ERR_NOT_OFFERED, "%s is not offered in %s", sku, code);
+        fg__detail(e, "%s is not offered in %s", sku, code);
         return NULL;
     }
     return o;

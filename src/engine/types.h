@@ -155,6 +155,7 @@ typedef struct {
     int status;
     char *body; /* owned, the answer's JSON */
     int64_t created_at_ms;
+    int64_t ledger_rowid; /* the ledger's row, set when written there; 0 before */
 } fg_idem_row_t;
 
 #define FG_IDEM_SCOPE_ADMIN UINT64_MAX
@@ -167,7 +168,7 @@ typedef enum {
     FG_CH_BUYER,   /* .buyer: heap copy owned by the change */
     FG_CH_HOLD,    /* .hold: inline copy */
     FG_CH_ORDER,   /* .order: inline copy; shipping_json engine-owned */
-    FG_CH_IDEM,    /* .idem: engine-owned record, immutable */
+    FG_CH_IDEM,    /* .idem: engine-owned record; the ledger fills ledger_rowid */
     FG_CH_WEBHOOK, /* .webhook: a used signature, for replay refusal */
     FG_CH_PRUNE,   /* .prune: forget stored answers and signatures older than cut-offs */
 } fg_change_kind_t;
@@ -192,7 +193,7 @@ typedef struct {
         fg_buyer_row_t *buyer;
         fg_hold_row_t hold;
         fg_order_row_t order;
-        const fg_idem_row_t *idem;
+        fg_idem_row_t *idem; /* the ledger sets its ledger_rowid */
         fg_webhook_row_t webhook;
         fg_prune_row_t prune;
     } u;

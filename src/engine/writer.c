@@ -142,6 +142,9 @@ static void fail_batch(fg_writer_t *w, batch_t *b, const char *why) {
 
 /* ---------------------------------------------------------------- applying commands */
 
+/* gcc 12's analyzer loses track of cmd->body once cmd came off the inbox list and reports the
+ * replaced body as leaked; it is freed with the command (fg_cmd_t's owner). */
+FG_ANALYZER_OFF("-Wanalyzer-malloc-leak")
 static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
     const fg_idem_row_t *rec = NULL;
     switch (
@@ -164,9 +167,14 @@ static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
         fg_cmd_problem(cmd, 422, "idempotency_key_reused",
                        "this Idempotency-Key was used with a different request");
         return false;
+    case FG_IDEM_UNKNOWN:
+        fg_cmd_problem(cmd, 503, "overloaded",
+                       "the answer stored for this Idempotency-Key cannot be read now; retry");
+        return false;
     }
     return false;
 }
+FG_ANALYZER_ON
 
 static void apply(fg_writer_t *w, fg_cmd_t *cmd, int64_t now_ms) {
     if (cmd->admit != NULL && !cmd->admit(w->engine, cmd)) {
@@ -231,7 +239,11 @@ static void *commit_main(void *arg) {
         b->seconds = (double)(fg_clock_mono_ns() - t0) / 1e9;
         b->result = rc;
         if (rc != 0)
-            FG_LOG_ERROR("event=commit_failed changes=%zu error=\"%s\"", b->change_count, err);
+            FG_LOG_ERROR("event=commit_failed changes=%zu class=%s error=\"%s\"", b->change_count,
+                         rc == FG_LEDGER_ESYNC   ? "fsync"
+                         : rc == FG_LEDGER_EDISK ? "disk"
+                                                 : "refused",
+                         err);
 
         pthread_mutex_lock(&w->mu);
         w->commit_done = true;
@@ -267,8 +279,33 @@ static void release_changes(batch_t *b) {
     b->change_count = 0;
 }
 
+/* After a failed fsync the ledger's files are not known to hold what SQLite believes they hold,
+ * and no later fsync can tell (ledger.c, failure_class). Going on could acknowledge writes on
+ * top of lost ones, so the writer takes nothing more: every command is refused with 503, /readyz
+ * says not ready, and main exits with its own status so that the supervisor starts floodgate
+ * again, which rebuilds from what the ledger really holds (SQLite's recovery at open). */
+static void give_up(fg_writer_t *w) {
+    atomic_store(&w->stats.ready, false);
+    if (atomic_exchange(&w->stats.ledger_unsafe, true)) return;
+    FG_LOG_ERROR("event=ledger_unsafe reason=fsync_failed detail=\"refusing every write; "
+                 "floodgate stops and must be restarted\"");
+}
+
+/* Brings the engine back once the ledger takes writes again. A disk that refuses writes still
+ * reads, so loading alone would succeed, and every following batch would fail and cost another
+ * load; the probe (one durable write) keeps floodgate not ready until a commit can succeed. */
 static void rebuild(fg_writer_t *w, int64_t now_ms) {
     char err[256];
+    if (atomic_load(&w->stats.ledger_unsafe)) return;
+    int rc = fg_ledger_probe(w->ledger, now_ms, err, sizeof err);
+    if (rc == FG_LEDGER_ESYNC) {
+        give_up(w);
+        return;
+    }
+    if (rc != 0) {
+        FG_LOG_WARN("event=ledger_probe_failed error=\"%s\"", err);
+        return;
+    }
     fg_engine_t *e = NULL;
     if (fg_engine_load(w->ledger, now_ms, &e, err, sizeof err) != 0) {
         FG_LOG_ERROR("event=reload_failed error=\"%s\"", err);
@@ -281,7 +318,7 @@ static void rebuild(fg_writer_t *w, int64_t now_ms) {
 }
 
 /* Handles a finished commit: releases its answers, or on failure fails everything applied
- * since and rebuilds the engine from what the ledger holds. */
+ * since and drops the engine, to be rebuilt from what the ledger holds (rebuild). */
 static void collect(fg_writer_t *w, int64_t now_ms) {
     pthread_mutex_lock(&w->mu);
     bool done = w->commit_done;
@@ -313,12 +350,17 @@ static void collect(fg_writer_t *w, int64_t now_ms) {
     atomic_fetch_add_explicit(&w->stats.commit_failures_total, 1, memory_order_relaxed);
     atomic_store(&w->stats.ready, false);
     release_changes(&b);
-    fail_batch(w, &b, "the ledger could not commit this write; nothing was stored; retry");
+    /* No 2xx for any of these: the batch did not commit (I3). A retry with the same
+     * Idempotency-Key is safe either way (I5): after a failed fsync the batch may turn up
+     * whole at the next start, with its stored answers. */
+    fail_batch(w, &b,
+               "the ledger could not commit this write; retry with the same Idempotency-Key");
     fail_batch(w, &w->gather, "the ledger could not commit an earlier write; retry");
     fg_engine_discard_changes(w->engine);
     fg_engine_free(w->engine);
     w->engine = NULL;
-    rebuild(w, now_ms);
+    /* With no engine, writer_main refuses every command and calls rebuild every second. */
+    if (b.result == FG_LEDGER_ESYNC) give_up(w);
 }
 
 /* ---------------------------------------------------------------- writer thread */

@@ -14,7 +14,9 @@
  * request gets 422; a new key's 2xx answer is stored in the same batch as its write.
  *
  * If a commit fails, the answers of that batch and of everything applied after it become
- * 503, and the engine is rebuilt from the ledger (what is on disk is the truth).
+ * 503, and the engine is rebuilt from the ledger (what is on disk is the truth) once a probe
+ * write shows that the ledger takes writes again; until then every command gets 503. After a
+ * failed fsync nothing is rebuilt: the writer sets ledger_unsafe and floodgate exits.
  */
 #ifndef FG_WRITER_H
 #define FG_WRITER_H
@@ -80,6 +82,8 @@ typedef struct {
     atomic_bool ready;        /* engine loaded and ledger healthy */
     fg_hist_t batch_commands; /* commands per committed batch */
     fg_hist_t commit_seconds; /* ledger commit latency */
+    /* an fsync failed: the writer refuses everything for good; main exits to be restarted */
+    atomic_bool ledger_unsafe;
 } fg_writer_stats_t;
 
 /* Called on the writer thread after each loop with the sales whose stock or state changed. */

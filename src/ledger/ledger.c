@@ -198,7 +198,10 @@ static const char *const k_sql[ST_COUNT] = {
             " shipping_json = excluded.shipping_json",
     [ST_PUT_IDEM] = "INSERT INTO idempotency(scope, key, fingerprint, status, body,"
                     " created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_PRUNE_IDEM] = "DELETE FROM idempotency WHERE created_at_ms < ?1",
+    /* The newest row always stays, so that SQLite never hands out a row id again (it picks
+     * max + 1): the engine finds answers by row id and dates them by row id order. */
+    [ST_PRUNE_IDEM] = "DELETE FROM idempotency WHERE created_at_ms < ?1"
+                      " AND rowid < (SELECT max(rowid) FROM idempotency)",
     [ST_PRUNE_WEBHOOKS] = "DELETE FROM webhook_signatures WHERE t_s < ?1",
     [ST_PUT_WEBHOOK] = "INSERT INTO webhook_signatures(digest, t_s) VALUES(?1, ?2)"
                        " ON CONFLICT(digest) DO UPDATE SET t_s = excluded.t_s",
@@ -218,8 +221,8 @@ static const char *const k_sql[ST_COUNT] = {
                      " created_at_ms, expires_at_ms, ended_at_ms, order_id FROM holds"
                      " ORDER BY id",
     [ST_GET_ORDERS] = "SELECT " ORDER_COLUMNS("") " FROM orders ORDER BY id",
-    [ST_GET_IDEM] = "SELECT scope, key, fingerprint, status, body, created_at_ms"
-                    " FROM idempotency WHERE created_at_ms >= ?1 ORDER BY created_at_ms",
+    [ST_GET_IDEM] = "SELECT scope, key, fingerprint, status, body, created_at_ms, rowid"
+                    " FROM idempotency WHERE created_at_ms >= ?1 ORDER BY rowid",
     [ST_GET_WEBHOOKS] = "SELECT digest, t_s FROM webhook_signatures WHERE t_s >= ?1"
                         " ORDER BY t_s",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -227,9 +230,17 @@ static const char *const k_sql[ST_COUNT] = {
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 };
 
+/* Reads one stored answer back by its row id, on the answer reader's own connection. */
+static const char k_answer_sql[] = "SELECT scope, key, fingerprint, status, body, created_at_ms,"
+                                   " rowid FROM idempotency WHERE rowid = ?1";
+
 struct fg_ledger {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    /* A read-only connection for fg_ledger_answer_get, used by the engine's thread while the
+     * commit thread writes on db (WAL readers see the last committed state). */
+    sqlite3 *reader;
+    sqlite3_stmt *answer_st;
 };
 
 struct fg_ledger_export {
@@ -452,6 +463,13 @@ int fg_ledger_open(const char *dir, fg_ledger_t **out, char *err, size_t errlen)
         continue;
     if (rc != 0) goto fail;
     if (prepare_all(l, err, errlen) != 0) goto fail;
+    if (connect_db(path, SQLITE_OPEN_READONLY, &l->reader, err, errlen) != 0) goto fail;
+    if (sqlite3_prepare_v3(l->reader, k_answer_sql, -1, SQLITE_PREPARE_PERSISTENT, &l->answer_st,
+                           NULL) != SQLITE_OK) {
+        failf(err, errlen, "ledger: cannot prepare the answer reader: %s",
+              sqlite3_errmsg(l->reader));
+        goto fail;
+    }
     *out = l;
     return 0;
 fail:
@@ -461,6 +479,8 @@ fail:
 
 void fg_ledger_close(fg_ledger_t *l) {
     if (l == NULL) return;
+    sqlite3_finalize(l->answer_st);
+    sqlite3_close(l->reader); /* read-only, nothing to lose */
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(l->st[i]);
     /* With every statement finalized this cannot be busy; the last close also checkpoints the
@@ -801,7 +821,8 @@ static int put_order(fg_ledger_t *l, const fg_order_row_t *o, char *why, size_t 
     return step_done(l->db, st, rc, why, whylen);
 }
 
-static int put_idem(fg_ledger_t *l, const fg_idem_row_t *r, char *why, size_t whylen) {
+/* Writes the answer and tells the engine its row id, by which it reads the answer back. */
+static int put_idem(fg_ledger_t *l, fg_idem_row_t *r, char *why, size_t whylen) {
     FG_ASSERT(r != NULL); /* the engine never emits an empty change */
     if (check_idem(r, why, whylen) != 0) return -1;
     sqlite3_stmt *st = l->st[ST_PUT_IDEM];
@@ -811,7 +832,10 @@ static int put_idem(fg_ledger_t *l, const fg_idem_row_t *r, char *why, size_t wh
     rc |= sqlite3_bind_int(st, 4, r->status);
     rc |= bind_text(st, 5, r->body);
     rc |= sqlite3_bind_int64(st, 6, r->created_at_ms);
-    return step_done(l->db, st, rc, why, whylen);
+    if (step_done(l->db, st, rc, why, whylen) != 0) return -1;
+    /* Read by the engine's thread only after this batch's commit is reported to it. */
+    r->ledger_rowid = sqlite3_last_insert_rowid(l->db);
+    return 0;
 }
 
 static int put_webhook(fg_ledger_t *l, const fg_webhook_row_t *w, char *why, size_t whylen) {
@@ -879,16 +903,37 @@ static void rollback(fg_ledger_t *l) {
         FG_LOG_ERROR("event=ledger_rollback_failed error=\"%s\"", why);
 }
 
+/* Classifies the failure SQLite reported last on db, before anything else runs on it.
+ *
+ * A failed fsync is set apart because nothing after it can be trusted: the kernel may already
+ * have dropped the dirty pages it could not write, marked them clean, and a later fsync that
+ * succeeds says nothing about them (PostgreSQL learned this in 2018, "fsyncgate"). SQLite does
+ * not retry an fsync either. A write that fails (EIO, ENOSPC) is different: SQLite has rolled
+ * the transaction back and nothing was promised, so a later successful commit is trustworthy.
+ * An fsync failure can also come from COMMIT's automatic checkpoint, after the batch itself
+ * committed; it is still an fsync failure and handled as one. */
+static int failure_class(sqlite3 *db) {
+    int code = sqlite3_extended_errcode(db);
+    if (code == SQLITE_IOERR_FSYNC || code == SQLITE_IOERR_DIR_FSYNC) return FG_LEDGER_ESYNC;
+    if ((code & 0xff) == SQLITE_IOERR || code == SQLITE_FULL) return FG_LEDGER_EDISK;
+    return FG_LEDGER_EFAIL;
+}
+
 int fg_ledger_commit(fg_ledger_t *l, const fg_change_t *changes, size_t n, char *err,
                      size_t errlen) {
     FG_ASSERT(l != NULL);
     FG_ASSERT(n == 0 || changes != NULL);
     if (n == 0) return 0;
     char why[320];
-    if (step_done(l->db, l->st[ST_BEGIN_WRITE], SQLITE_OK, why, sizeof why) != 0)
-        return failf(err, errlen, "ledger: commit: cannot begin: %s", why);
+    int cls = FG_LEDGER_EFAIL;
+    if (step_done(l->db, l->st[ST_BEGIN_WRITE], SQLITE_OK, why, sizeof why) != 0) {
+        cls = failure_class(l->db);
+        failf(err, errlen, "ledger: commit: cannot begin: %s", why);
+        goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
         if (apply_change(l, &changes[i], why, sizeof why) != 0) {
+            cls = failure_class(l->db);
             char what[112];
             describe_change(&changes[i], what, sizeof what);
             failf(err, errlen, "ledger: commit: change %zu of %zu (%s): %s", i + 1, n, what, why);
@@ -896,13 +941,33 @@ int fg_ledger_commit(fg_ledger_t *l, const fg_change_t *changes, size_t n, char 
         }
     }
     if (step_done(l->db, l->st[ST_COMMIT], SQLITE_OK, why, sizeof why) != 0) {
+        cls = failure_class(l->db);
         failf(err, errlen, "ledger: commit: %s", why);
         goto fail;
     }
     return 0;
 fail:
     rollback(l);
-    return -1;
+    return cls;
+}
+
+int fg_ledger_probe(fg_ledger_t *l, int64_t now_ms, char *err, size_t errlen) {
+    FG_ASSERT(l != NULL);
+    /* A failed commit's ROLLBACK may itself have failed; the probe must not join that
+     * transaction, or its "commit" would prove nothing. */
+    rollback(l);
+    if (!sqlite3_get_autocommit(l->db))
+        return failf(err, errlen, "ledger: probe: a failed transaction is still open");
+    char value[24], why[256];
+    snprintf(value, sizeof value, "%" PRId64, now_ms);
+    sqlite3_stmt *st = l->st[ST_META_SET];
+    int rc = bind_text(st, 1, "ledger_probe_at_ms");
+    rc |= bind_text(st, 2, value);
+    /* Outside a transaction the upsert is its own commit, with its fsync. */
+    if (step_done(l->db, st, rc, why, sizeof why) == 0) return 0;
+    int cls = failure_class(l->db);
+    failf(err, errlen, "ledger: probe: %s", why);
+    return cls;
 }
 
 /* ---------------------------------------------------------------- reading rows */
@@ -1023,7 +1088,7 @@ static void rd_str(rd_t *r, char *dst, size_t cap, size_t min, size_t max) {
 }
 
 static fg_mcode_t rd_mcode(rd_t *r) {
-    char code[3];
+    char code[3] = ""; /* rd_str fills it or sets bad; "" lets the analyzer see it */
     rd_str(r, code, sizeof code, 2, 2);
     return r->bad ? 0 : fg_mcode(code);
 }
@@ -1314,23 +1379,31 @@ static int load_order(fg_ledger_t *l, rd_t *r, const fg_ledger_visitor_t *v, voi
     return rd_visit(r, v->order(ctx, &o));
 }
 
+/* Reads an idempotency row (the columns of ST_GET_IDEM) into row; key is the caller's buffer,
+ * row->body points at the statement's row. 0, or -1 with r->bad set. */
+static int read_idem(rd_t *r, fg_idem_row_t *row, char key[FG_IDEM_KEY_BYTES_MAX + 1]) {
+    memset(row, 0, sizeof *row);
+    row->scope = i64_to_u64(rd_i64(r, INT64_MIN, INT64_MAX));
+    rd_str(r, key, FG_IDEM_KEY_BYTES_MAX + 1, 1, FG_IDEM_KEY_BYTES_MAX);
+    if (!r->bad) snprintf(r->row, sizeof r->row, "%" PRIu64 "/%.*s", row->scope, 40, key);
+    rd_blob32(r, row->fingerprint);
+    row->status = (int)rd_i64(r, INT32_MIN, INT32_MAX);
+    size_t n;
+    /* The cast drops the const that fg_idem_row_t lacks; callers only read the body. */
+    row->body = (char *)rd_text(r, LEDGER_DOC_BYTES_MAX, false, &n);
+    row->created_at_ms = rd_i64(r, INT64_MIN, INT64_MAX);
+    row->ledger_rowid = rd_i64(r, 1, INT64_MAX);
+    row->key = key;
+    char why[256] = "";
+    if (r->bad || rd_check(r, check_idem(row, why, sizeof why), why) != 0) return -1;
+    return 0;
+}
+
 static int load_idem(fg_ledger_t *l, rd_t *r, const fg_ledger_visitor_t *v, void *ctx) {
     fg_idem_row_t row;
     char key[FG_IDEM_KEY_BYTES_MAX + 1];
-    memset(&row, 0, sizeof row);
-    row.scope = i64_to_u64(rd_i64(r, INT64_MIN, INT64_MAX));
-    rd_str(r, key, sizeof key, 1, FG_IDEM_KEY_BYTES_MAX);
-    if (!r->bad) snprintf(r->row, sizeof r->row, "%" PRIu64 "/%.*s", row.scope, 40, key);
-    rd_blob32(r, row.fingerprint);
-    row.status = (int)rd_i64(r, INT32_MIN, INT32_MAX);
-    size_t n;
-    /* The visitor only reads the body during the call (it copies what it keeps), so it can
-     * point at the statement's row; the cast drops the const that fg_idem_row_t lacks. */
-    row.body = (char *)rd_text(r, LEDGER_DOC_BYTES_MAX, false, &n);
-    row.created_at_ms = rd_i64(r, INT64_MIN, INT64_MAX);
-    row.key = key;
-    char why[256] = "";
-    if (r->bad || rd_check(r, check_idem(&row, why, sizeof why), why) != 0) return -1;
+    if (read_idem(r, &row, key) != 0) return -1;
+    /* The visitor only reads the body during the call (it copies what it keeps). */
     return rd_visit(r, v->idem(ctx, &row));
 }
 
@@ -1395,6 +1468,38 @@ int fg_ledger_load(fg_ledger_t *l, const fg_ledger_visitor_t *v, void *ctx, int6
             rc = scan(l, steps[i].stmt, steps[i].table, steps[i].fn, v, ctx, err, errlen);
     rollback(l); /* nothing was written: ending the read transaction either way is the same */
     return rc;
+}
+
+/* ---------------------------------------------------------------- stored answers */
+
+int fg_ledger_answer_get(fg_ledger_t *l, int64_t rowid, fg_idem_row_t *row,
+                         char key[FG_IDEM_KEY_BYTES_MAX + 1], char **body) {
+    FG_ASSERT(l != NULL && row != NULL && key != NULL && body != NULL);
+    *body = NULL;
+    sqlite3_stmt *st = l->answer_st;
+    char err[320] = "";
+    rd_t r = {.st = st, .op = "read", .table = "idempotency", .err = err, .errlen = sizeof err};
+    int found = -1;
+    int rc = sqlite3_bind_int64(st, 1, rowid);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        found = 0;
+    } else if (rc == SQLITE_ROW) {
+        rd_begin(&r, rowid);
+        if (read_idem(&r, row, key) == 0 && (*body = strdup(row->body)) != NULL) {
+            row->body = *body;
+            found = 1;
+        } else if (err[0] == '\0') {
+            snprintf(err, sizeof err, "out of memory");
+        }
+    } else {
+        snprintf(err, sizeof err, "%s", sqlite3_errmsg(l->reader));
+    }
+    /* Reset ends the read transaction, so the next read sees the newest commit. */
+    sqlite3_reset(st);
+    if (found < 0)
+        FG_LOG_ERROR("event=answer_read_failed rowid=%" PRId64 " error=\"%s\"", rowid, err);
+    return found;
 }
 
 /* ---------------------------------------------------------------- meta */

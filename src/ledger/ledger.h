@@ -30,10 +30,25 @@ typedef struct fg_ledger fg_ledger_t;
 FG_MUST_USE int fg_ledger_open(const char *dir, fg_ledger_t **out, char *err, size_t errlen);
 void fg_ledger_close(fg_ledger_t *l);
 
-/* Applies every change in one transaction and commits it. 0 when committed (durable); -1 when
- * not (rolled back; nothing of the batch is stored), with a message in err. */
+/* Why a commit (or a probe) failed, from SQLite's extended result code. The writer retries
+ * after FG_LEDGER_EDISK and stops floodgate after FG_LEDGER_ESYNC (docs/reliability.md). */
+enum {
+    FG_LEDGER_EFAIL = -1, /* refused: a row broke a rule, the database stayed busy, ... */
+    FG_LEDGER_EDISK = -2, /* the disk refused a read or write (I/O error, disk full) */
+    FG_LEDGER_ESYNC = -3, /* an fsync failed: what the files hold on disk is unknown */
+};
+
+/* Applies every change in one transaction and commits it. 0 when committed (durable); a
+ * negative FG_LEDGER_E* when not, with a message in err. The transaction is rolled back and
+ * this connection sees none of it; after FG_LEDGER_ESYNC its pages may still sit in the log
+ * file, and a later start may find the batch there, whole. */
 FG_MUST_USE int fg_ledger_commit(fg_ledger_t *l, const fg_change_t *changes, size_t n, char *err,
                                  size_t errlen);
+
+/* Proves that the disk takes a durable write again: stores now_ms in meta (key
+ * ledger_probe_at_ms) in its own transaction, fsync included. 0, or a negative FG_LEDGER_E* as
+ * for commit. The thread that commits, while no commit is in flight. */
+FG_MUST_USE int fg_ledger_probe(fg_ledger_t *l, int64_t now_ms, char *err, size_t errlen);
 
 /* Row callbacks for fg_ledger_load; each returns 0 to go on, non-zero to stop with an error.
  * Pointers are valid for the call only, except where noted. */
@@ -51,12 +66,21 @@ typedef struct {
 } fg_ledger_visitor_t;
 
 /* Reads everything back in this order: markets, products (with SKUs), offers, sales, buyers,
- * holds by id, orders by id, idempotency records created at or after idem_since_ms, webhook
+ * holds by id, orders by id, idempotency records created at or after idem_since_ms (in the
+ * order written, with their row ids), webhook
  * signatures with t_s at or after webhook_since_s. Validates each row (lengths, codes, ranges)
  * and fails on a corrupt one. 0, or -1 with a message. */
 FG_MUST_USE int fg_ledger_load(fg_ledger_t *l, const fg_ledger_visitor_t *v, void *ctx,
                                int64_t idem_since_ms, int64_t webhook_since_s, char *err,
                                size_t errlen);
+
+/* Reads back the stored answer (idempotency row) with the given row id, as set in
+ * fg_idem_row_t.ledger_rowid when it was committed. On its own read-only connection, for the
+ * engine's thread only (one caller at a time), concurrently with commits. 1 found: row filled,
+ * row->key points at key, row->body at *body (malloc'd, the caller frees it); 0 no such row
+ * (pruned); -1 error (logged). */
+FG_MUST_USE int fg_ledger_answer_get(fg_ledger_t *l, int64_t rowid, fg_idem_row_t *row,
+                                     char key[FG_IDEM_KEY_BYTES_MAX + 1], char **body);
 
 /* Small settings kept with the data (the admin token's hash, the webhook secret).
  * get: 1 found (copied, NUL-terminated, truncated to cap), 0 absent, -1 error. */

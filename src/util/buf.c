@@ -98,13 +98,32 @@ void fg_buf_i64(fg_buf_t *b, int64_t v) {
     fg_buf_add(b, tmp, (size_t)n);
 }
 
+/* The length of the UTF-8 sequence that starts at s (RFC 3629: no overlong form, no surrogate,
+ * nothing past U+10FFFF), or 0 when the bytes there are not one. s[0] is 0x80 or above. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    size_t len = c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
 void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     fg_buf_add(b, "\"", 1);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+        size_t len = c >= 0x80 ? utf8_len((const unsigned char *)s + i, n - i) : 0;
+        if (len > 0) {
+            i += len - 1;
+            continue;
+        }
         fg_buf_add(b, s + start, i - start);
         start = i + 1;
         switch (c) {
@@ -114,8 +133,10 @@ void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
         case '\r': fg_buf_add(b, "\\r", 2); break;
         case '\t': fg_buf_add(b, "\\t", 2); break;
         default: {
+            /* JSON text is UTF-8: a byte that is not (an echoed path, a cut name) becomes
+             * U+FFFD, the replacement character, so the answer stays valid JSON. */
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            fg_buf_add(b, esc, 6);
+            fg_buf_add(b, c >= 0x80 ? "\\ufffd" : esc, 6);
         }
         }
     }

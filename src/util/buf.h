@@ -31,7 +31,8 @@ void fg_buf_str(fg_buf_t *b, const char *s);
 void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fg_buf_i64(fg_buf_t *b, int64_t v);
 
-/* JSON helpers: a quoted, escaped string; "key": prefix with a leading comma when `comma`. */
+/* JSON helpers: a quoted, escaped string (bytes that are not UTF-8 become U+FFFD); "key":
+ * prefix with a leading comma when `comma`. */
 void fg_buf_json_str(fg_buf_t *b, const char *s);
 void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n);
 void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma);

@@ -1413,8 +1413,7 @@ Test(idem, expire_forgets_old_committed_answers_only) {
         if (i != 450) fg_engine_idem_committed(e, rec[i]);
     }
     drop_changes(e);
-    /* Records 0..299 are older than the TTL; 450 is in flight and must stay, so the FIFO stops
-     * there at the latest. */
+    /* Records 0..299 are older than the TTL; 450 is in flight and must stay. */
     fg_engine_idem_expire(e, T0 + FG_IDEM_TTL_MS + 300 * 1000LL - 500);
     for (int i = 0; i < N; i++) {
         fp_of(i, fp);
@@ -1425,16 +1424,22 @@ Test(idem, expire_forgets_old_committed_answers_only) {
         fg_idem_result_t r = fg_engine_idem_lookup(e, (uint64_t)(i % 3), key, fp, &got);
         cr_assert_eq(r, want, "record %d: got %d, want %d", i, r, want);
     }
-    /* Much later: everything committed before 450 goes; 450 (in flight) blocks the rest. */
+    /* Much later: every committed record goes, before and after 450; 450 (in flight) stays
+     * until its batch commits, and is forgotten from then on, before the next pass frees it. */
     fg_engine_idem_expire(e, T0 + 10 * FG_IDEM_TTL_MS);
     const fg_idem_row_t *got = NULL;
     fp_of(449, fp);
     EQ(fg_engine_idem_lookup(e, 449 % 3, "key-449", fp, &got), FG_IDEM_NEW);
     fp_of(451, fp);
-    EQ(fg_engine_idem_lookup(e, 451 % 3, "key-451", fp, &got), FG_IDEM_REPLAY);
-    fg_engine_idem_committed(e, rec[450]);
-    fg_engine_idem_expire(e, T0 + 10 * FG_IDEM_TTL_MS);
     EQ(fg_engine_idem_lookup(e, 451 % 3, "key-451", fp, &got), FG_IDEM_NEW);
+    fp_of(450, fp);
+    EQ(fg_engine_idem_lookup(e, 450 % 3, "key-450", fp, &got), FG_IDEM_IN_FLIGHT);
+    fg_engine_idem_committed(e, rec[450]);
+    EQ(fg_engine_idem_lookup(e, 450 % 3, "key-450", fp, &got), FG_IDEM_NEW);
+    /* The key can be used again. */
+    EXPECT_ERR(e, fg_engine_idem_store(e, 450 % 3, "key-450", fp, 201, "{}",
+                                       T0 + 10 * FG_IDEM_TTL_MS, &rec[450]),
+               FG_OK);
     world_free(e);
 }
 

@@ -743,6 +743,44 @@ Test(ledger, load_filters_idempotency_and_webhooks_by_since) {
     fg_ledger_close(l);
 }
 
+Test(ledger, committed_answer_gets_its_row_id_and_reads_back_by_it) {
+    fg_ledger_t *l = open_ok();
+    fg_idem_row_t idem[2];
+    fg_change_t c[2];
+    const char *keys[2] = {"first", "second"};
+    for (int i = 0; i < 2; i++) {
+        idem[i] = (fg_idem_row_t){.scope = 7, .key = (char *)keys[i], .status = 201 + i,
+                                  .body = (char *)(i ? "{\"b\":2}" : "{\"a\":1}"),
+                                  .created_at_ms = 5000 + i};
+        fill32(idem[i].fingerprint, (uint8_t)(i + 1));
+        c[i] = (fg_change_t){.kind = FG_CH_IDEM, .u.idem = &idem[i]};
+    }
+    commit_ok(l, c, 2);
+    cr_assert(idem[0].ledger_rowid > 0 && idem[1].ledger_rowid > idem[0].ledger_rowid,
+              "row ids %lld, %lld", (long long)idem[0].ledger_rowid,
+              (long long)idem[1].ledger_rowid);
+    for (int i = 0; i < 2; i++) {
+        fg_idem_row_t got;
+        char key[FG_IDEM_KEY_BYTES_MAX + 1];
+        char *body = NULL;
+        cr_assert(eq(int, fg_ledger_answer_get(l, idem[i].ledger_rowid, &got, key, &body), 1));
+        cr_expect(eq(u64, got.scope, 7));
+        cr_expect(eq(str, got.key, (char *)keys[i]));
+        cr_expect(eq(str, got.body, idem[i].body));
+        cr_expect(eq(int, got.status, 201 + i));
+        cr_expect(eq(i64, got.created_at_ms, 5000 + i));
+        cr_expect(eq(i64, got.ledger_rowid, idem[i].ledger_rowid));
+        cr_expect(memcmp(got.fingerprint, idem[i].fingerprint, 32) == 0);
+        free(body);
+    }
+    fg_idem_row_t got;
+    char key[FG_IDEM_KEY_BYTES_MAX + 1];
+    char *body = NULL;
+    cr_expect(eq(int, fg_ledger_answer_get(l, idem[1].ledger_rowid + 1, &got, key, &body), 0));
+    cr_expect_null(body);
+    fg_ledger_close(l);
+}
+
 Test(ledger, commit_is_atomic_on_constraint_failure) {
     fg_ledger_t *l = open_ok();
     fg_market_t in = market("IN", "India", "INR"), de = market("DE", "Germany", "EUR");

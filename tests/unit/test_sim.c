@@ -81,7 +81,7 @@
 #define FULL_CHECK_EVERY 64     /* commits between full comparisons of the live engine */
 #define REPLAY_CMD "build/tests/test_sim --filter 'sim/acknowledged_state_survives_crashes'"
 
-static const char *const IDEM_NAMES[] = {"new", "replay", "in_flight", "mismatch"};
+static const char *const IDEM_NAMES[] = {"new", "replay", "in_flight", "mismatch", "unknown"};
 
 /* The HTTP status the API gives an engine answer (api/common.c). */
 static int status_of(fg_err_t err, int ok_status) {
@@ -206,6 +206,7 @@ typedef struct {
     bool changed;            /* the current command changed something */
     long dropped_keys;       /* stored answers forgotten after FG_IDEM_TTL_MS */
     int64_t now;             /* the simulated clock: never rolled back */
+    int64_t idem_horizon;    /* answers created before this are forgotten: never rolled back */
 } model_t;
 
 /* ---------------------------------------------------------------- what clients remember */
@@ -284,7 +285,7 @@ typedef struct {
     int epoch;
     /* what happened */
     long outcomes[NOPS][NERRS];
-    long idem[4], admit_refused, replays_across_restart, retried_new, hook_replays, hook_stale;
+    long idem[5], admit_refused, replays_across_restart, retried_new, hook_replays, hook_stale;
     long crashes[NCRASH], batches, commits, acked_cmds, lost_cmds, restarts, expired_by_tick;
     long big_jumps, full_checks;
     uint64_t digest;
@@ -650,17 +651,26 @@ static fg_err_t m_add_stock(model_t *m, int si, int sku, int market, int64_t add
     return FG_OK;
 }
 
-/* The engine forgets committed answers older than FG_IDEM_TTL_MS, oldest first, stopping at
- * the first one still in flight; loading from the ledger skips the same ones. */
+/* At each pass the engine forgets every committed answer created before now - FG_IDEM_TTL_MS
+ * (its horizon); loading from the ledger skips the same ones. */
 static void m_idem_expire(model_t *m, int64_t now) {
-    while (m->sc.fifo_head < m->sc.fifo_len) {
-        size_t k = m->fifo[m->sc.fifo_head];
+    if (now - FG_IDEM_TTL_MS > m->idem_horizon) m->idem_horizon = now - FG_IDEM_TTL_MS;
+    for (size_t i = m->sc.fifo_head; i < m->sc.fifo_len; i++) {
+        size_t k = m->fifo[i];
         const midem_t *d = &m->idem[k];
-        if (d->state != I_STORED || d->created >= now - FG_IDEM_TTL_MS) break;
+        if (d->state != I_STORED || d->created >= m->idem_horizon) continue;
         W_idem(m, k)->state = I_NONE;
-        m->sc.fifo_head++;
         m->dropped_keys++;
     }
+    while (m->sc.fifo_head < m->sc.fifo_len && m->idem[m->fifo[m->sc.fifo_head]].state == I_NONE)
+        m->sc.fifo_head++;
+}
+
+/* The state a lookup sees: an answer committed after the pass that passed its horizon is
+ * forgotten already, though the next pass frees it. */
+static uint8_t m_idem_seen(const model_t *m, size_t k) {
+    const midem_t *d = &m->idem[k];
+    return d->state == I_STORED && d->created < m->idem_horizon ? I_NONE : d->state;
 }
 
 static void m_idem_store(model_t *m, size_t key, uint64_t fp, int status, const char *body,
@@ -827,17 +837,18 @@ static void key_text(size_t key, char out[24]) { snprintf(out, 24, "k%zu", key);
 
 /* What the engine must say about key `k`: a stored answer replays byte for byte, another request
  * under the key is refused, a key the model does not hold is new. */
-static void compare_key(run_t *r, const fg_engine_t *e, size_t k) {
+static void compare_key(run_t *r, fg_engine_t *e, size_t k) {
     const mreq_t *q = &r->reqs[k];
     const midem_t *d = &r->m.idem[k];
     char key[24];
     uint8_t fp[32];
     key_text(k, key);
-    fp_bytes(d->state != I_NONE ? d->fp : q->fp, fp);
+    uint8_t seen = m_idem_seen(&r->m, k);
+    fp_bytes(seen != I_NONE ? d->fp : q->fp, fp);
     const fg_idem_row_t *rec = NULL;
     fg_idem_result_t got = fg_engine_idem_lookup(e, q->scope, key, fp, &rec);
-    fg_idem_result_t want = d->state == I_NONE       ? FG_IDEM_NEW
-                            : d->state == I_INFLIGHT ? FG_IDEM_IN_FLIGHT
+    fg_idem_result_t want = seen == I_NONE       ? FG_IDEM_NEW
+                            : seen == I_INFLIGHT ? FG_IDEM_IN_FLIGHT
                                                      : FG_IDEM_REPLAY;
     if (got != want)
         diverge(r, "key %s (scope %llu): engine %s, model %s", key, (unsigned long long)q->scope,
@@ -850,7 +861,7 @@ static void compare_key(run_t *r, const fg_engine_t *e, size_t k) {
                 (long long)d->created);
     fp[0] ^= 0x5a; /* another request under the same key */
     got = fg_engine_idem_lookup(e, q->scope, key, fp, &rec);
-    want = d->state == I_NONE ? FG_IDEM_NEW : FG_IDEM_MISMATCH;
+    want = seen == I_NONE ? FG_IDEM_NEW : FG_IDEM_MISMATCH;
     if (got != want)
         diverge(r, "key %s with another request: engine %s, model %s", key, IDEM_NAMES[got],
                 IDEM_NAMES[want]);
@@ -939,7 +950,7 @@ static void compare_stats(run_t *r, const fg_engine_t *e) {
 }
 
 /* Everything the model knows; after a restart, what the ledger must have given back. */
-static void compare_all(run_t *r, const fg_engine_t *e) {
+static void compare_all(run_t *r, fg_engine_t *e) {
     const model_t *m = &r->m;
     r->full_checks++;
     compare_counts(r, e);
@@ -1401,9 +1412,10 @@ static void send_request(run_t *r, size_t key, const mreq_t *q, bool bad_token) 
     const fg_idem_row_t *rec = NULL;
     fg_idem_result_t got_res = fg_engine_idem_lookup(r->e, q->scope, ktext, fp, &rec);
     const midem_t *d = &m->idem[key];
-    fg_idem_result_t want_res = d->state == I_NONE       ? FG_IDEM_NEW
-                                : d->fp != q->fp         ? FG_IDEM_MISMATCH
-                                : d->state == I_INFLIGHT ? FG_IDEM_IN_FLIGHT
+    uint8_t seen = m_idem_seen(m, key);
+    fg_idem_result_t want_res = seen == I_NONE       ? FG_IDEM_NEW
+                                : d->fp != q->fp     ? FG_IDEM_MISMATCH
+                                : seen == I_INFLIGHT ? FG_IDEM_IN_FLIGHT
                                                          : FG_IDEM_REPLAY;
     if (got_res != want_res)
         diverge(r, "idempotency lookup of %s: engine %s, model %s", ktext, IDEM_NAMES[got_res],
@@ -1826,6 +1838,7 @@ static void world_setup(run_t *r) {
     memset(m, 0, sizeof *m);
     m->now = now;
     m->dropped_keys = dropped;
+    m->idem_horizon = now - FG_IDEM_TTL_MS; /* as the first load sets it */
     m->sales = calloc(SALES_CAP, sizeof *m->sales);
     m->cnt = calloc((size_t)(BUYERS_MAX + 1) * SALES_CAP, sizeof *m->cnt);
     cr_assert(m->sales && m->cnt);

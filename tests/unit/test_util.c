@@ -15,6 +15,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/map.h"
+#include "util/pack.h"
 
 #define EQ(got, want)                                                                         \
     do {                                                                                      \
@@ -606,4 +607,87 @@ Test(map, hash_str_is_stable_and_never_zero) {
     cr_assert_neq(fg_hash_str("", 0), 0);
     /* Length matters, not only the bytes up to a NUL. */
     cr_assert_neq(fg_hash_str("ab\0c", 4), fg_hash_str("ab", 2));
+}
+
+/* ---------------------------------------------------------------- pack */
+
+static uint64_t pk(uint64_t tag, uint64_t low) {
+    return tag << FG_PACK_LOW_BITS | low;
+}
+
+/* Every entry with the tag, as a bit set of their low parts (all below 64 here). */
+static uint64_t pack_lows(const fg_pack_t *p, uint64_t tag) {
+    uint64_t seen = 0, e;
+    size_t cur = FG_PACK_START;
+    while (fg_pack_next(p, tag, &cur, &e)) {
+        cr_assert_eq(fg_pack_tag(e), tag);
+        seen |= UINT64_C(1) << (e & FG_PACK_LOW_MASK);
+    }
+    return seen;
+}
+
+Test(pack, entries_sharing_a_tag_are_all_found_and_others_are_not) {
+    fg_pack_t p = {0};
+    cr_assert_eq(pack_lows(&p, 5), 0, "an empty set has nothing");
+    cr_assert_eq(fg_pack_add(&p, pk(5, 1)), 0);
+    cr_assert_eq(fg_pack_add(&p, pk(5, 2)), 0);
+    cr_assert_eq(fg_pack_add(&p, pk(5 + 16, 3)), 0); /* same home slot, another tag */
+    cr_assert_eq(fg_pack_add(&p, pk(6, 4)), 0);
+    cr_assert_eq(pack_lows(&p, 5), (1u << 1) | (1u << 2));
+    cr_assert_eq(pack_lows(&p, 21), 1u << 3);
+    cr_assert_eq(pack_lows(&p, 6), 1u << 4);
+    cr_assert_eq(pack_lows(&p, 7), 0);
+    cr_assert(fg_pack_has(&p, pk(5, 2)));
+    cr_assert(!fg_pack_has(&p, pk(5, 9)));
+    cr_assert_eq(p.count, 4);
+    fg_pack_free(&p);
+}
+
+Test(pack, replace_and_remove_act_on_the_cursor_entry_only) {
+    fg_pack_t p = {0};
+    for (uint64_t i = 1; i <= 5; i++) cr_assert_eq(fg_pack_add(&p, pk(9, i)), 0);
+    size_t cur = FG_PACK_START;
+    uint64_t e;
+    while (fg_pack_next(&p, 9, &cur, &e) && (e & FG_PACK_LOW_MASK) != 3) continue;
+    fg_pack_replace(&p, cur, pk(9, 30));
+    cr_assert_eq(pack_lows(&p, 9), (1u << 1) | (1u << 2) | (1u << 30) | (1u << 4) | (1u << 5));
+    cur = FG_PACK_START;
+    while (fg_pack_next(&p, 9, &cur, &e) && (e & FG_PACK_LOW_MASK) != 2) continue;
+    fg_pack_remove(&p, cur);
+    cr_assert_eq(pack_lows(&p, 9), (1u << 1) | (1u << 30) | (1u << 4) | (1u << 5),
+                 "entries after a removed one in the probe run are still found");
+    cr_assert_eq(p.count, 4);
+    fg_pack_free(&p);
+}
+
+static bool drop_odd(uint64_t entry, void *ctx) {
+    (*(int *)ctx)++;
+    return (entry & 1) != 0;
+}
+
+Test(pack, growth_sweeps_and_tombstones_keep_every_live_entry) {
+    enum { N = 100000 };
+    fg_pack_t p = {0};
+    /* Tags from a multiplicative hash; many share home slots once the table is small. */
+    for (uint64_t i = 1; i <= N; i++)
+        cr_assert_eq(fg_pack_add(&p, pk((i * 0x9e3779b97f4a7c15ULL) >> 36, i)), 0);
+    cr_assert_eq(p.count, N);
+    cr_assert(p.count * 4 <= p.cap * 3, "load stays at most 3/4");
+    int calls = 0;
+    fg_pack_sweep(&p, drop_odd, &calls);
+    cr_assert_eq(calls, N);
+    cr_assert_eq(p.count, N / 2);
+    for (uint64_t i = 1; i <= N; i++)
+        cr_assert_eq(fg_pack_has(&p, pk((i * 0x9e3779b97f4a7c15ULL) >> 36, i)), i % 2 == 0,
+                     "entry %llu", (unsigned long long)i);
+    /* Adding again reuses or cleans the tombstones without losing anyone. */
+    size_t cap = p.cap;
+    for (uint64_t i = 1; i <= N; i += 2)
+        cr_assert_eq(fg_pack_add(&p, pk((i * 0x9e3779b97f4a7c15ULL) >> 36, i + 2 * N)), 0);
+    cr_assert_eq(p.cap, cap, "as many entries as before fit the same table");
+    for (uint64_t i = 1; i <= N; i++) {
+        uint64_t low = i % 2 == 0 ? i : i + 2 * N;
+        cr_assert(fg_pack_has(&p, pk((i * 0x9e3779b97f4a7c15ULL) >> 36, low)));
+    }
+    fg_pack_free(&p);
 }

@@ -629,6 +629,53 @@ Test(writer, same_key_and_request_replays_the_stored_answer_without_a_second_wri
     tcmd_free(b);
 }
 
+/* Runs one SQL statement on the ledger file through a connection of its own, as an operator's
+ * tool (or a damaged disk) would change it behind the server's back. */
+static void ledger_exec(const char *sql) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/floodgate.db", g_dir);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_close(db);
+}
+
+Test(writer, committed_answer_is_read_back_from_the_ledger_not_kept_in_memory) {
+    market_de();
+    tcmd_t *a = tcmd_new(exec_register, "ann@example.test");
+    tcmd_key(a, 0, "key-1", "POST /v1/buyers ann");
+    ANSWER(a);
+    EXPECT_ANSWER(a, 201, NULL);
+    /* The stored answer's row changes on disk: a replay answers what the ledger now says. */
+    ledger_exec("UPDATE idempotency SET body = '{\"id\":1,\"edited\":true}' WHERE key = 'key-1'");
+    tcmd_t *b = tcmd_new(exec_register, "ann@example.test");
+    tcmd_key(b, 0, "key-1", "POST /v1/buyers ann");
+    ANSWER(b);
+    EXPECT_ANSWER(b, 201, NULL);
+    STREQ(b->cmd.body, "{\"id\":1,\"edited\":true}");
+    cr_assert(b->cmd.replayed);
+    EQ(b->exec_calls, 0);
+    /* A row that no longer reads as a stored answer: the writer cannot tell, so 503, no exec. */
+    ledger_exec("UPDATE idempotency SET status = 999 WHERE key = 'key-1'");
+    tcmd_t *c = tcmd_new(exec_register, "ann@example.test");
+    tcmd_key(c, 0, "key-1", "POST /v1/buyers ann");
+    ANSWER(c);
+    EXPECT_ANSWER(c, 503, "overloaded");
+    EQ(c->exec_calls, 0);
+    /* The row gone (as pruning does): the key is new again; the email is taken, so 409. */
+    ledger_exec("DELETE FROM idempotency WHERE key = 'key-1'");
+    tcmd_t *d = tcmd_new(exec_register, "ann@example.test");
+    tcmd_key(d, 0, "key-1", "POST /v1/buyers ann");
+    ANSWER(d);
+    EXPECT_ANSWER(d, 409, "buyer_exists");
+    EQ(d->exec_calls, 1);
+    tcmd_free(a);
+    tcmd_free(b);
+    tcmd_free(c);
+    tcmd_free(d);
+}
+
 Test(writer, same_key_with_another_request_is_422_idempotency_key_reused) {
     market_de();
     tcmd_t *a = tcmd_new(exec_register, "ann@example.test");
