@@ -1,10 +1,12 @@
 /*
- * server.h — the HTTP layer: libmicrohttpd, epoll, a pool of loop threads.
+ * server.h — the HTTP layer: libmicrohttpd, poll(), a pool of loop threads.
  *
- * It owns connections and requests: reads headers and body within limits, hands complete
+ * It owns connections and requests: reads headers and body within limits and deadlines, refuses
+ * requests whose framing or bytes HTTP forbids before the API sees them, hands complete
  * requests to the API, parks (suspends) those whose answer waits for a commit and resumes them
  * when the answer is ready, streams event and export answers, counts requests for /metrics, and
- * writes one log line per request.
+ * writes one log line per request. A sweeper thread closes connections whose request is too
+ * slow to arrive.
  */
 #ifndef FG_HTTP_SERVER_H
 #define FG_HTTP_SERVER_H
@@ -17,7 +19,7 @@ typedef struct fg_http fg_http_t;
 
 typedef struct {
     const char *listen; /* "127.0.0.1:8080", "[::1]:8080", ":8080" (all IPv4 interfaces) */
-    int threads;        /* loop threads; 0 = one per core */
+    int threads;        /* loop threads; 0 = one per core, more with a high connection limit */
 } fg_http_config_t;
 
 /* Binds and starts serving. NULL with a message in err on failure. */
