@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     FILE *out;
     fgc_record_t *rec;
+    int retries; /* of a read that got no answer, a 5xx or a 429 */
     uint64_t violations;
     /* stats */
     int64_t stock, available, held, sold, orders_total;
@@ -91,7 +92,7 @@ static int read_stats(fgc_loop_t *l, const char *token, audit_t *a) {
     char path[160];
     snprintf(path, sizeof path, "/admin/v1/sales/%s/stats", a->rec->sale_id);
     fgc_reply_t r;
-    int rc = fgc_call(l, "GET", path, token, NULL, NULL, &r);
+    int rc = fgc_call_retry(l, a->retries, "GET", path, token, NULL, NULL, &r);
     json_t *j = rc == 0 && r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
     bool ok = j && stats_int(j, "stock", &a->stock) && stats_int(j, "available", &a->available) &&
               stats_int(j, "held", &a->held) && stats_int(j, "sold", &a->sold) &&
@@ -283,20 +284,27 @@ static void check_totals(audit_t *a) {
             (long long)a->available, (long long)a->stock, (long long)a->sold, (long long)a->held);
 }
 
-/* ---- abandoned holds --------------------------------------------------------------------- */
+/* ---- acknowledged holds ------------------------------------------------------------------ */
 
-enum { H_PENDING, H_EXPIRED, H_WRONG, H_NO_ANSWER };
+enum { H_PENDING, H_EXPIRED, H_ORDERED, H_WRONG, H_NO_ANSWER };
 
 typedef struct {
     audit_t *a;
     fgc_loop_t *loop;
-    uint8_t *result; /* H_* per abandoned hold */
+    const fgc_told_hold_t *list; /* the record's abandoned or unordered holds */
+    size_t count;
+    const char *kind;    /* "abandoned", "unordered": for the messages */
+    bool may_be_ordered; /* an unordered hold's order may have gone through unanswered */
+    uint8_t *result;     /* H_* per hold of the list */
     size_t pending;
+    int why_status;    /* of the last hold without an answer: its status (0: none came) */
+    const char *why;   /* and why none came (static text), for the message */
+    int retry_after_s; /* the longest Retry-After of the pass, -1 when none */
 } holds_t;
 
 static void hold_write(void *ctx, uint32_t tag, fg_buf_t *out) {
     holds_t *h = ctx;
-    const fgc_told_hold_t *t = &h->a->rec->abandoned[tag];
+    const fgc_told_hold_t *t = &h->list[tag];
     char path[64], token[FGC_TOKEN_TEXT_BYTES_MAX];
     snprintf(path, sizeof path, "/v1/holds/h_%u", (unsigned)t->hold_id);
     fgc_token_format(t->buyer_id, t->secret, token, sizeof token);
@@ -305,22 +313,28 @@ static void hold_write(void *ctx, uint32_t tag, fg_buf_t *out) {
 
 static void hold_done(void *ctx, uint32_t tag, const fgc_answer_t *ans) {
     holds_t *h = ctx;
-    const fgc_told_hold_t *t = &h->a->rec->abandoned[tag];
+    const fgc_told_hold_t *t = &h->list[tag];
     FG_ASSERT(h->pending > 0);
     h->pending--;
-    if (ans->status == 0 || ans->status >= 500) {
+    if (ans->status == 0 || ans->status >= 500 || ans->status == 429) { /* read it again */
         h->result[tag] = H_NO_ANSWER;
+        h->why_status = ans->status;
+        h->why = ans->status == 0 ? (ans->timed_out ? "timeout" : ans->error) : "";
+        if (ans->retry_after_s > h->retry_after_s) h->retry_after_s = ans->retry_after_s;
         return;
     }
     json_t *j = json_loadb(ans->body, ans->body_len, 0, NULL);
     const char *state = jstr(j, "state");
     if (ans->status == 200 && strcmp(state, "expired") == 0) {
         h->result[tag] = H_EXPIRED;
+    } else if (ans->status == 200 && h->may_be_ordered && strcmp(state, "ordered") == 0) {
+        h->result[tag] = H_ORDERED;
     } else {
         h->result[tag] = H_WRONG;
-        violation(h->a, "abandoned hold h_%u of buyer b_%u: %d %s, expected expired",
+        violation(h->a, "%s hold h_%u of buyer b_%u: %d %s, expected expired%s", h->kind,
                   (unsigned)t->hold_id, (unsigned)t->buyer_id, ans->status,
-                  ans->status == 200 ? state : jstr(j, "code"));
+                  ans->status == 200 ? state : jstr(j, "code"),
+                  h->may_be_ordered ? " or ordered" : "");
     }
     json_decref(j);
 }
@@ -328,8 +342,8 @@ static void hold_done(void *ctx, uint32_t tag, const fgc_answer_t *ans) {
 /* One pass over the holds still H_PENDING or H_NO_ANSWER; returns how many have no answer. */
 static size_t holds_pass(holds_t *h) {
     fgc_client_t client = {.write = hold_write, .done = hold_done, .ctx = h};
-    const fgc_record_t *r = h->a->rec;
-    for (size_t i = 0; i < r->abandoned_count; i++) {
+    h->retry_after_s = -1;
+    for (size_t i = 0; i < h->count; i++) {
         if (h->result[i] != H_PENDING && h->result[i] != H_NO_ANSWER) continue;
         h->result[i] = H_PENDING;
         if (fgc_loop_submit(h->loop, &client, (uint32_t)i, 0, 0) == 0)
@@ -338,50 +352,81 @@ static size_t holds_pass(holds_t *h) {
             h->result[i] = H_NO_ANSWER;
     }
     /* Bounded: the loop's timeout ends each request; this deadline ends the pass regardless. */
-    int64_t until =
-        fg_clock_mono_ns() + ((int64_t)FGC_AUDIT_CALL_MS + (int64_t)r->abandoned_count) * 1000000;
+    int64_t until = fg_clock_mono_ns() + ((int64_t)FGC_AUDIT_CALL_MS + (int64_t)h->count) * 1000000;
     while (h->pending > 0 && fg_clock_mono_ns() < until)
         if (fgc_loop_step(h->loop, FGC_LOOP_WAIT_MS_MAX) != 0) break;
     fgc_loop_abort_all(h->loop, "the audit gave up waiting"); /* `client` dies with this frame */
     size_t failed = 0;
-    for (size_t i = 0; i < r->abandoned_count; i++)
+    for (size_t i = 0; i < h->count; i++)
         failed += h->result[i] == H_NO_ANSWER;
     return failed;
 }
 
-static int check_abandoned(fgc_loop_t *l, audit_t *a, uint64_t *expired) {
-    const fgc_record_t *r = a->rec;
-    *expired = 0;
-    if (r->abandoned_count == 0) return 0;
-    holds_t h = {.a = a, .loop = l, .result = calloc(r->abandoned_count, 1)};
-    if (h.result == NULL) {
-        fprintf(a->out, "audit: impossible: out of memory\n");
+/* Reads every hold of `h->list` with its buyer's token, the ones without an answer again up to
+ * `retries` times (a server shedding load answers 503 with Retry-After); counts[] gets the H_*
+ * tallies. */
+static int check_holds(holds_t *h, int retries, uint64_t counts[H_NO_ANSWER + 1]) {
+    memset(counts, 0, sizeof(uint64_t) * (H_NO_ANSWER + 1));
+    if (h->count == 0) return 0;
+    h->result = calloc(h->count, 1);
+    if (h->result == NULL) {
+        fprintf(h->a->out, "audit: impossible: out of memory\n");
         return -1;
     }
-    size_t failed = holds_pass(&h);
-    if (failed > 0) failed = holds_pass(&h); /* once more for the ones without an answer */
-    for (size_t i = 0; i < r->abandoned_count; i++)
-        *expired += h.result[i] == H_EXPIRED;
-    free(h.result);
+    size_t failed = holds_pass(h);
+    for (int i = 0; failed > 0 && i < retries; i++) {
+        int s = h->retry_after_s < FGC_RETRY_AFTER_S_MAX ? h->retry_after_s : FGC_RETRY_AFTER_S_MAX;
+        fgc_loop_pause(h->loop, s >= 0 ? (int64_t)s * 1000 : fgc_backoff_ms(i));
+        failed = holds_pass(h);
+    }
+    for (size_t i = 0; i < h->count; i++)
+        counts[h->result[i]]++;
+    free(h->result);
+    h->result = NULL;
     if (failed > 0) {
-        fprintf(a->out, "audit: impossible: %zu abandoned holds could not be read\n", failed);
+        const char *why = h->why != NULL && h->why[0] != '\0' ? h->why : "an error answer";
+        fprintf(h->a->out, "audit: impossible: %zu %s holds could not be read (the last: %d, %s)\n",
+                failed, h->kind, h->why_status, why);
         return -1;
     }
     return 0;
 }
 
+/* Abandoned holds must have expired; the other acknowledged holds without an acknowledged
+ * order must exist (I3): expired, or ordered by an order whose answer was lost. */
+static int check_acknowledged_holds(fgc_loop_t *l, audit_t *a, uint64_t abandoned[],
+                                    uint64_t unordered[]) {
+    const fgc_record_t *r = a->rec;
+    holds_t h = {
+        .a = a, .loop = l, .list = r->abandoned, .count = r->abandoned_count, .kind = "abandoned"};
+    if (check_holds(&h, a->retries, abandoned) != 0) return -1;
+    h = (holds_t){.a = a,
+                  .loop = l,
+                  .list = r->unordered,
+                  .count = r->unordered_count,
+                  .kind = "unordered",
+                  .may_be_ordered = true};
+    return check_holds(&h, a->retries, unordered);
+}
+
 /* ---- the audit --------------------------------------------------------------------------- */
 
-static void report(audit_t *a, uint64_t expired) {
+static void report(audit_t *a, const uint64_t abandoned[], const uint64_t unordered[]) {
     const fgc_record_t *r = a->rec;
-    char n1[32], n2[32], n3[32], n4[32], n5[32], n6[32], n7[32];
+    char n1[32], n2[32], n3[32], n4[32], n5[32], n6[32], n7[32], n8[32], n9[32], n10[32];
     fprintf(a->out,
             "audit: sale %s: %s orders told, %s exported (%s unacknowledged, %s "
             "requests unanswered); %s of %s units paid; %s abandoned holds expired\n",
             r->sale_id, fgc_fmt_count(r->order_count, n1), fgc_fmt_count(a->rows, n2),
             fgc_fmt_count(a->unacknowledged, n3), fgc_fmt_count(r->unknown, n4),
             fgc_fmt_count(a->paid_units, n5), fgc_fmt_count((uint64_t)r->stock, n6),
-            fgc_fmt_count(expired, n7));
+            fgc_fmt_count(abandoned[H_EXPIRED], n7));
+    if (r->unordered_count > 0)
+        fprintf(a->out,
+                "audit: %s other acknowledged holds without an acknowledged order: %s expired, "
+                "%s ordered (the order's answer was lost)\n",
+                fgc_fmt_count(r->unordered_count, n8), fgc_fmt_count(unordered[H_EXPIRED], n9),
+                fgc_fmt_count(unordered[H_ORDERED], n10));
     for (size_t i = 0; i < r->observed_count; i++)
         violation(a, "seen by the crowd: %s", r->observed[i]);
     a->violations += r->observed_total - r->observed_count;
@@ -395,16 +440,18 @@ static void report(audit_t *a, uint64_t expired) {
     fflush(a->out);
 }
 
-int fgc_audit_run(fgc_loop_t *l, const char *admin_token, fgc_record_t *rec, FILE *out) {
+int fgc_audit_run(fgc_loop_t *l, const char *admin_token, int retries, fgc_record_t *rec,
+                  FILE *out) {
     FG_ASSERT(fgc_loop_queued(l) == 0 && fgc_loop_inflight(l) == 0);
-    audit_t a = {.out = out, .rec = rec};
+    FG_ASSERT(retries >= 0 && retries <= FGC_RETRIES_MAX);
+    audit_t a = {.out = out, .rec = rec, .retries = retries};
     qsort(rec->orders, rec->order_count, sizeof *rec->orders, order_cmp);
     for (size_t i = 1; i < rec->order_count; i++)
         if (rec->orders[i].order_id == rec->orders[i - 1].order_id)
             violation(&a, "order o_%u was acknowledged twice", (unsigned)rec->orders[i].order_id);
     wait_for_expiry(l, rec, out);
-    uint64_t expired = 0;
-    int rc = check_abandoned(l, &a, &expired);
+    uint64_t abandoned[H_NO_ANSWER + 1] = {0}, unordered[H_NO_ANSWER + 1] = {0};
+    int rc = check_acknowledged_holds(l, &a, abandoned, unordered);
     if (rc == 0) rc = read_stats(l, admin_token, &a);
     if (rc == 0 && a.held != 0) rc = recheck_held(l, admin_token, &a);
     if (rc == 0) rc = read_export(l, admin_token, &a);
@@ -416,6 +463,6 @@ int fgc_audit_run(fgc_loop_t *l, const char *admin_token, fgc_record_t *rec, FIL
     check_limits(&a);
     check_totals(&a);
     free(a.pairs);
-    report(&a, expired);
+    report(&a, abandoned, unordered);
     return a.violations == 0 ? FGC_AUDIT_OK : FGC_AUDIT_VIOLATION;
 }

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "crowd/loop.h"
 
@@ -32,6 +33,20 @@ FG_MUST_USE int fgc_call(fgc_loop_t *l, const char *method, const char *path, co
 /* A GET whose body goes to `sink` as it arrives instead of into reply->body. */
 FG_MUST_USE int fgc_call_stream(fgc_loop_t *l, const char *path, const char *token,
                                 fgc_sink_fn sink, void *ctx, fgc_reply_t *reply);
+
+/* Like fgc_call, but a request that got no answer (refused, reset, timed out), a 5xx, a 429 or a
+ * 409 idempotency_in_progress is sent again, with the same Idempotency-Key, up to `retries` more
+ * times (0..FGC_RETRIES_MAX):
+ * after its Retry-After when it has one (capped at FGC_RETRY_AFTER_S_MAX), else after
+ * fgc_backoff_ms. For setup against a server that may be restarting or stalled. Returns as
+ * fgc_call, for the last try; earlier replies are freed. */
+FG_MUST_USE int fgc_call_retry(fgc_loop_t *l, int retries, const char *method, const char *path,
+                               const char *token, const char *idem, const char *body,
+                               fgc_reply_t *reply);
+
+/* The pause before retry number `tries` + 1 of one step: FGC_BACKOFF_MS_MIN doubling with each
+ * try, at most FGC_BACKOFF_MS_MAX. Any `tries` >= 0. */
+int64_t fgc_backoff_ms(int tries);
 
 void fgc_reply_free(fgc_reply_t *reply);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crowd/call.h"
 #include "crowd/crowd_internal.h"
 #include "crowd/http.h"
 #include "crowd/ids.h"
@@ -152,7 +153,7 @@ static void crowd_timer(void *ctx, uint32_t tag) {
 /* The delay before the same step is tried again with the same key, or -1: give up. */
 static int64_t retry_delay_ms(fgc_crowd_t *c, const fgc_buyer_t *b, const fgc_answer_t *a,
                               const char *code) {
-    if (b->tries >= FGC_RETRIES_MAX) return -1;
+    if (b->tries >= c->o->retries) return -1;
     int64_t jitter = (int64_t)(fgc__rand(c) % 100);
     if (a->status == 429 || (a->status == 503 && a->retry_after_s >= 0)) {
         int s = a->retry_after_s < 0 ? 1 : a->retry_after_s;
@@ -161,8 +162,7 @@ static int64_t retry_delay_ms(fgc_crowd_t *c, const fgc_buyer_t *b, const fgc_an
     bool transient = a->status == 0 || a->status >= 500 ||
                      (a->status == 409 && strcmp(code, "idempotency_in_progress") == 0);
     if (!transient || !((b->flags & F_RETRIER) || b->step == ST_REGISTER)) return -1;
-    int64_t backoff = (int64_t)FGC_BACKOFF_MS_MIN << b->tries;
-    return (backoff < FGC_BACKOFF_MS_MAX ? backoff : FGC_BACKOFF_MS_MAX) + jitter;
+    return fgc_backoff_ms(b->tries) + jitter;
 }
 
 /* No answer that settles the step: retry it, or give up on the buyer. */
@@ -203,6 +203,11 @@ static void on_register(fgc_crowd_t *c, uint32_t i, const fgc_answer_t *a, json_
         return;
     }
     if (a->status == 201) c->n_.unexpected++; /* a 201 without a usable id and token */
+    if (a->status == 409 && strcmp(code, "buyer_exists") == 0) /* e-mails are unique per run */
+        fgc_record_observe(&c->rec,
+                           "registration #%u answered 409 buyer_exists: an earlier try with the "
+                           "same Idempotency-Key registered it, and this one did not replay (I5)",
+                           (unsigned)i);
     int64_t delay = a->status == 201 ? -1 : retry_delay_ms(c, b, a, code);
     if (delay >= 0) {
         retry_later(c, i, delay);
@@ -270,6 +275,15 @@ static void on_hold(fgc_crowd_t *c, uint32_t i, const fgc_answer_t *a, json_t *j
     } else if (a->status == 409 && strcmp(code, "sale_not_open") == 0 &&
                b->tries < FGC_NOT_OPEN_RETRIES_MAX && c->phase == P_SALE && c->n_.holds_ok == 0) {
         retry_later(c, i, FGC_NOT_OPEN_RETRY_MS); /* our clock ran ahead of the server's */
+    } else if (a->status == 403 && strcmp(code, "limit_reached") == 0) {
+        /* A buyer's first hold is within the limit: only an earlier try of this same request
+         * can have used it up, and that try's answer is what a retry must get. */
+        fgc_record_observe(&c->rec,
+                           "first hold of buyer b_%u (quantity %d, limit %d) refused "
+                           "limit_reached: an earlier try with the same Idempotency-Key held "
+                           "units, and this one did not replay (I5)",
+                           (unsigned)b->id, b->quantity, c->o->limit);
+        finish(c, b);
     } else {
         unsettled(c, i, a, code);
     }
@@ -312,6 +326,15 @@ static void on_order(fgc_crowd_t *c, uint32_t i, const fgc_answer_t *a, json_t *
     } else if (a->status == 409 && strcmp(code, "hold_expired") == 0) {
         c->n_.expired_before_order++;
         finish(c, &c->buyers[i]);
+    } else if ((a->status == 409 && strcmp(code, "hold_not_active") == 0) || a->status == 404) {
+        /* The crowd never releases a hold and orders it with one key: an acknowledged hold
+         * that is gone, or already ordered by an earlier try of this request, is a break. */
+        const fgc_buyer_t *b = &c->buyers[i];
+        fgc_record_observe(&c->rec,
+                           "order of acknowledged hold h_%u of buyer b_%u answered %d %s: the "
+                           "hold was lost (I3) or an earlier try ordered it without a replay (I5)",
+                           (unsigned)b->hold_id, (unsigned)b->id, a->status, code);
+        finish(c, &c->buyers[i]);
     } else {
         unsettled(c, i, a, code);
     }
@@ -327,10 +350,14 @@ static void on_replay(fgc_crowd_t *c, uint32_t i, const fgc_answer_t *a, json_t 
             retry_later(c, i, delay);
             return;
         }
-        fgc_record_observe(&c->rec,
-                           "order o_%u replayed with its Idempotency-Key: %d %s, "
-                           "expected the stored 201",
-                           (unsigned)b->order_id, a->status, code);
+        /* No answer, or a refusal for load, says nothing about the stored one. */
+        if (a->status == 0 || a->status == 429 || a->status == 503)
+            c->n_.gave_up++;
+        else
+            fgc_record_observe(&c->rec,
+                               "order o_%u replayed with its Idempotency-Key: %d %s, "
+                               "expected the stored 201",
+                               (unsigned)b->order_id, a->status, code);
     } else if (!fgc_id_parse(jstr(j, "id"), 'o', &oid) || oid != b->order_id) {
         fgc_record_observe(&c->rec, "order o_%u replayed with its Idempotency-Key gave %s",
                            (unsigned)b->order_id, jstr(j, "id"));
@@ -402,6 +429,17 @@ static void crowd_done(void *ctx, uint32_t tag, const fgc_answer_t *a) {
     default: FG_ASSERT(!"an answer for a buyer with no request");
     }
     json_decref(j);
+}
+
+int fgc_crowd_record_unordered(const fgc_crowd_t *c, fgc_record_t *r) {
+    for (uint32_t i = 0; i < c->n; i++) {
+        const fgc_buyer_t *b = &c->buyers[i];
+        if (b->hold_id == 0 || b->order_id != 0 || b->kind == K_ABANDON) continue;
+        fgc_told_hold_t h = {.hold_id = b->hold_id, .buyer_id = b->id};
+        memcpy(h.secret, b->secret, sizeof h.secret);
+        if (fgc_record_unordered(r, &h) != 0) return -1;
+    }
+    return 0;
 }
 
 void fgc__crowd_client(fgc_crowd_t *c) {

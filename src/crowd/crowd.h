@@ -35,4 +35,9 @@ void fgc_crowd_summary(const fgc_crowd_t *c, FILE *out);
  * memory runs out. */
 FG_MUST_USE int fgc_crowd_record(fgc_crowd_t *c, fgc_record_t *r);
 
+/* Adds to `r` every hold acknowledged with 201 that no acknowledged order covers and that was
+ * not abandoned on purpose: its order was refused, unanswered or never sent (record.h). Returns
+ * 0, or -1 when memory runs out. */
+FG_MUST_USE int fgc_crowd_record_unordered(const fgc_crowd_t *c, fgc_record_t *r);
+
 #endif

@@ -35,7 +35,8 @@
 #define FGC_IDEM_KEY_BYTES_MAX    96          /* the crowd's own Idempotency-Keys */
 
 /* Retries and waits */
-#define FGC_RETRIES_MAX           5   /* tries of one step after the first (same key) */
+#define FGC_RETRIES_DEFAULT       5   /* --retries: tries of one step after the first (same key) */
+#define FGC_RETRIES_MAX           200 /* --retries at most: about 400 s of backoff in all */
 #define FGC_RETRY_AFTER_S_MAX     10  /* a longer Retry-After is capped to this */
 #define FGC_BACKOFF_MS_MIN        100 /* first backoff after a timeout or 5xx */
 #define FGC_BACKOFF_MS_MAX        2000
@@ -56,6 +57,7 @@
 #define FGC_VIOLATION_BYTES_MAX 240  /* one violation line */
 #define FGC_PROGRESS_TTY_MS     250  /* progress bar redraw on a terminal */
 #define FGC_PROGRESS_LOG_MS     5000 /* progress line otherwise */
+#define FGC_TIMELINE_MS         100  /* --timeline: one row per interval of the sale */
 
 _Static_assert(FGC_BUYERS_MAX < (1LL << 31), "a buyer index fits a 32-bit tag");
 _Static_assert(FGC_CONNECTIONS_MAX <= FGC_BUYERS_MAX, "no more connections than buyers");

@@ -447,6 +447,15 @@ static void dispatch(fgc_loop_t *l) {
     }
 }
 
+void fgc_loop_pause(fgc_loop_t *l, int64_t ms) {
+    int64_t until = fg_clock_mono_ns() + ms * 1000000;
+    for (int64_t now = fg_clock_mono_ns(); now < until; now = fg_clock_mono_ns()) {
+        int64_t left_ms = (until - now + 999999) / 1000000;
+        int wait_ms = left_ms < FGC_LOOP_WAIT_MS_MAX ? (int)left_ms : FGC_LOOP_WAIT_MS_MAX;
+        if (fgc_loop_step(l, wait_ms) != 0) return;
+    }
+}
+
 void fgc_loop_connect_all(fgc_loop_t *l) {
     for (conn_t *c; (c = pop_stack(l, l->closed, &l->closed_len, C_CLOSED)) != NULL;) {
         if (!conn_connect(l, c)) {

@@ -84,6 +84,10 @@ FG_MUST_USE int fgc_loop_timer(fgc_loop_t *l, const fgc_client_t *c, uint32_t ta
  * epoll itself fails (nothing else is fatal). */
 FG_MUST_USE int fgc_loop_step(fgc_loop_t *l, int wait_ms);
 
+/* Runs the loop for `ms` (a pause between tries that keeps idle connections serviced). Bounded
+ * by time; returns early only when epoll fails. */
+void fgc_loop_pause(fgc_loop_t *l, int64_t ms);
+
 /* Opens every closed connection now, so that a burst does not pay for connects. */
 void fgc_loop_connect_all(fgc_loop_t *l);
 

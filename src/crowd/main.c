@@ -58,7 +58,7 @@ static int audit_only(const fgc_opts_t *o, fgc_loop_t *l) {
         fgc_record_free(&rec);
         return EXIT_SETUP;
     }
-    int rc = fgc_audit_run(l, o->admin_token, &rec, stdout);
+    int rc = fgc_audit_run(l, o->admin_token, o->retries, &rec, stdout);
     fgc_record_free(&rec);
     return rc;
 }
@@ -78,14 +78,14 @@ static int crowd(const fgc_opts_t *o, fgc_loop_t *l) {
     fgc_record_init(&rec);
     int rc = EXIT_SETUP;
     char err[512];
-    if (fgc_crowd_record(c, &rec) != 0) {
+    if (fgc_crowd_record(c, &rec) != 0 || fgc_crowd_record_unordered(c, &rec) != 0) {
         fprintf(stderr, "floodgate-crowd: out of memory for the record\n");
     } else if (o->record_path && fgc_record_write(&rec, o->record_path, err, sizeof err) != 0) {
         fprintf(stderr, "floodgate-crowd: --record: %s\n", err);
     } else {
         fgc_crowd_free(c); /* the audit needs only the record */
         c = NULL;
-        rc = fgc_audit_run(l, o->admin_token, &rec, stdout);
+        rc = fgc_audit_run(l, o->admin_token, o->retries, &rec, stdout);
     }
     fgc_record_free(&rec);
     fgc_crowd_free(c);

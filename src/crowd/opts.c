@@ -31,6 +31,9 @@ static const char usage[] =
     "  --concurrency K      closed loop: K buyers active at once (default: --connections);\n"
     "                       give one of --rate and --concurrency\n"
     "  --timeout-ms MS      one request's answer must come within MS (default 10000)\n"
+    "  --retries N          tries of one step after the first, with the same Idempotency-Key,\n"
+    "                       backoff 100 ms doubling to 2 s, 0..200 (default 5); with\n"
+    "                       --pct-retry 100 every buyer rides out a server restart or stall\n"
     "  --seed N             seed of the behaviour mix and arrivals (default 1)\n"
     "\n"
     "Sale (a new sale per run, of the crowd's own product)\n"
@@ -45,20 +48,26 @@ static const char usage[] =
     "  --sale-id ID         the sale's id (default: crowd-<time>-<random>)\n"
     "\n"
     "Behaviour mix, in percent of buyers (the rest buy one unit plainly)\n"
-    "  --pct-retry P        retry timeouts, 5xx and 409 idempotency_in_progress with the same\n"
-    "                       Idempotency-Key, and replay each order to check the answer is the\n"
-    "                       same (default 10; applies on top of the kinds below)\n"
+    "  --pct-retry P        retry a missing answer (refused, reset, timeout), 5xx and 409\n"
+    "                       idempotency_in_progress with the same Idempotency-Key, and replay\n"
+    "                       each order to check the answer is the same (default 10; applies\n"
+    "                       on top of the kinds below)\n"
     "  --pct-abandon P      hold a unit and never order it: the hold must expire (default 5)\n"
     "  --pct-over-limit P   after buying the limit, try one more unit: expects 403\n"
     "                       limit_reached (default 5)\n"
     "  --pct-blocked P      register in the market where the SKU is blocked: expects 403\n"
     "                       not_offered_in_market (default 3)\n"
-    "  Every buyer honours Retry-After on 429 and 503, up to 5 retries.\n"
+    "  Every buyer honours Retry-After on 429 and 503, up to --retries times.\n"
     "\n"
     "Audit\n"
     "  --record FILE        write what the crowd was told (orders, abandoned holds) to FILE\n"
     "  --audit-only SALE_ID run no crowd: audit SALE_ID against the record in --expect FILE\n"
     "  --expect FILE        the record to audit against (written by --record)\n"
+    "\n"
+    "Report\n"
+    "  --timeline FILE      write the sale phase as a time series to FILE, a row every 100 ms\n"
+    "                       from the opening: elapsed s, units held, units sold, holds/s, hold\n"
+    "                       latency p50 and p99 (ms) of the interval, hold answers in it\n"
     "  --help               this text\n";
 
 static int bad(const char *opt, const char *why) {
@@ -110,6 +119,7 @@ static void defaults(fgc_opts_t *o) {
     o->duration_s = 300;
     o->seed = 1;
     o->timeout_ms = FGC_TIMEOUT_MS_DEFAULT;
+    o->retries = FGC_RETRIES_DEFAULT;
     o->pct_retry = 10;
     o->pct_abandon = 5;
     o->pct_over_limit = 5;
@@ -130,6 +140,7 @@ enum {
     O_DURATION,
     O_SEED,
     O_TIMEOUT,
+    O_RETRIES,
     O_RETRY,
     O_ABANDON,
     O_OVER,
@@ -138,6 +149,7 @@ enum {
     O_RECORD,
     O_AUDIT,
     O_EXPECT,
+    O_TIMELINE,
     O_HELP
 };
 
@@ -154,6 +166,7 @@ static const struct option long_opts[] = {{"url", required_argument, 0, O_URL},
                                           {"duration-s", required_argument, 0, O_DURATION},
                                           {"seed", required_argument, 0, O_SEED},
                                           {"timeout-ms", required_argument, 0, O_TIMEOUT},
+                                          {"retries", required_argument, 0, O_RETRIES},
                                           {"pct-retry", required_argument, 0, O_RETRY},
                                           {"pct-abandon", required_argument, 0, O_ABANDON},
                                           {"pct-over-limit", required_argument, 0, O_OVER},
@@ -162,6 +175,7 @@ static const struct option long_opts[] = {{"url", required_argument, 0, O_URL},
                                           {"record", required_argument, 0, O_RECORD},
                                           {"audit-only", required_argument, 0, O_AUDIT},
                                           {"expect", required_argument, 0, O_EXPECT},
+                                          {"timeline", required_argument, 0, O_TIMELINE},
                                           {"help", no_argument, 0, O_HELP},
                                           {0, 0, 0, 0}};
 
@@ -186,6 +200,7 @@ static int one(fgc_opts_t *o, int c, const char *a) {
         return 0;
     case O_TIMEOUT:
         return num_int("--timeout-ms", a, FGC_TIMEOUT_MS_MIN, FGC_TIMEOUT_MS_MAX, &o->timeout_ms);
+    case O_RETRIES: return num_int("--retries", a, 0, FGC_RETRIES_MAX, &o->retries);
     case O_RETRY: return num_int("--pct-retry", a, 0, 100, &o->pct_retry);
     case O_ABANDON: return num_int("--pct-abandon", a, 0, 100, &o->pct_abandon);
     case O_OVER: return num_int("--pct-over-limit", a, 0, 100, &o->pct_over_limit);
@@ -194,6 +209,7 @@ static int one(fgc_opts_t *o, int c, const char *a) {
     case O_RECORD: o->record_path = a; return 0;
     case O_AUDIT: o->audit_only = a; return 0;
     case O_EXPECT: o->expect_path = a; return 0;
+    case O_TIMELINE: o->timeline_path = a; return 0;
     default: return bad("options", "unknown option (see --help)");
     }
 }

@@ -23,11 +23,13 @@ typedef struct {
     int duration_s;
     uint64_t seed;
     int timeout_ms;
+    int retries; /* tries of one step after the first, with the same Idempotency-Key */
     int pct_retry, pct_abandon, pct_over_limit, pct_blocked;
-    const char *sale_id;     /* --sale-id, else generated */
-    const char *record_path; /* --record FILE */
-    const char *audit_only;  /* --audit-only SALE_ID */
-    const char *expect_path; /* --expect FILE, with --audit-only */
+    const char *sale_id;       /* --sale-id, else generated */
+    const char *record_path;   /* --record FILE */
+    const char *audit_only;    /* --audit-only SALE_ID */
+    const char *expect_path;   /* --expect FILE, with --audit-only */
+    const char *timeline_path; /* --timeline FILE */
 } fgc_opts_t;
 
 /* Parses argv into `o` (defaults first). Returns 0 to run, 1 when --help was printed (exit 0),

@@ -21,6 +21,7 @@ void fgc_record_init(fgc_record_t *r) {
 void fgc_record_free(fgc_record_t *r) {
     free(r->orders);
     free(r->abandoned);
+    free(r->unordered);
     for (size_t i = 0; i < r->observed_count; i++)
         free(r->observed[i]);
     free(r->observed);
@@ -50,6 +51,12 @@ int fgc_record_abandoned(fgc_record_t *r, const fgc_told_hold_t *h) {
     return 0;
 }
 
+int fgc_record_unordered(fgc_record_t *r, const fgc_told_hold_t *h) {
+    if (!grow((void **)&r->unordered, &r->unordered_cap, r->unordered_count, sizeof *h)) return -1;
+    r->unordered[r->unordered_count++] = *h;
+    return 0;
+}
+
 void fgc_record_observe(fgc_record_t *r, const char *fmt, ...) {
     r->observed_total++;
     if (r->observed_count >= FGC_VIOLATIONS_KEPT_MAX) return;
@@ -68,6 +75,14 @@ void fgc_record_observe(fgc_record_t *r, const char *fmt, ...) {
     r->observed[r->observed_count++] = text;
 }
 
+static void write_holds(FILE *f, const char *kind, const fgc_told_hold_t *h, size_t n) {
+    char token[FGC_TOKEN_TEXT_BYTES_MAX];
+    for (size_t i = 0; i < n; i++) {
+        fgc_token_format(h[i].buyer_id, h[i].secret, token, sizeof token);
+        fprintf(f, "%s h_%u %s\n", kind, (unsigned)h[i].hold_id, token);
+    }
+}
+
 int fgc_record_write(const fgc_record_t *r, const char *path, char *err, size_t cap) {
     FILE *f = fopen(path, "w");
     if (f == NULL) {
@@ -82,12 +97,8 @@ int fgc_record_write(const fgc_record_t *r, const char *path, char *err, size_t 
         fprintf(f, "order o_%u h_%u b_%u %s %u\n", (unsigned)o->order_id, (unsigned)o->hold_id,
                 (unsigned)o->buyer_id, o->market, (unsigned)o->quantity);
     }
-    char token[FGC_TOKEN_TEXT_BYTES_MAX];
-    for (size_t i = 0; i < r->abandoned_count; i++) {
-        const fgc_told_hold_t *h = &r->abandoned[i];
-        fgc_token_format(h->buyer_id, h->secret, token, sizeof token);
-        fprintf(f, "abandoned h_%u %s\n", (unsigned)h->hold_id, token);
-    }
+    write_holds(f, "abandoned", r->abandoned, r->abandoned_count);
+    write_holds(f, "unordered", r->unordered, r->unordered_count);
     for (size_t i = 0; i < r->observed_count; i++)
         fprintf(f, "observed %s\n", r->observed[i]);
     bool bad = ferror(f) != 0;
@@ -130,14 +141,15 @@ static int parse_order(fgc_record_t *r, const char *line) {
     return fgc_record_order(r, &o);
 }
 
-static int parse_abandoned(fgc_record_t *r, const char *line) {
+/* "abandoned h_N TOKEN" or "unordered h_N TOKEN": `line` after the word and its space. */
+static int parse_hold(const char *line, fgc_told_hold_t *h) {
     char hid[24], token[FGC_TOKEN_TEXT_BYTES_MAX];
     int used = 0;
-    fgc_told_hold_t h = {0};
-    if (sscanf(line, "abandoned %23s %95s%n", hid, token, &used) != 2 || line[used] != '\0' ||
-        !fgc_id_parse(hid, 'h', &h.hold_id) || !fgc_token_parse(token, &h.buyer_id, h.secret))
+    memset(h, 0, sizeof *h);
+    if (sscanf(line, "%23s %95s%n", hid, token, &used) != 2 || line[used] != '\0' ||
+        !fgc_id_parse(hid, 'h', &h->hold_id) || !fgc_token_parse(token, &h->buyer_id, h->secret))
         return -1;
-    return fgc_record_abandoned(r, &h);
+    return 0;
 }
 
 static int parse_line(fgc_record_t *r, const char *line, bool *have_sale) {
@@ -146,7 +158,11 @@ static int parse_line(fgc_record_t *r, const char *line, bool *have_sale) {
         return parse_sale(r, line);
     }
     if (strncmp(line, "order ", 6) == 0) return parse_order(r, line);
-    if (strncmp(line, "abandoned ", 10) == 0) return parse_abandoned(r, line);
+    fgc_told_hold_t h;
+    if (strncmp(line, "abandoned ", 10) == 0)
+        return parse_hold(line + 10, &h) == 0 ? fgc_record_abandoned(r, &h) : -1;
+    if (strncmp(line, "unordered ", 10) == 0)
+        return parse_hold(line + 10, &h) == 0 ? fgc_record_unordered(r, &h) : -1;
     if (strncmp(line, "observed ", 9) == 0) {
         fgc_record_observe(r, "%s", line + 9);
         return 0;

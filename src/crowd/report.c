@@ -1,8 +1,9 @@
 /*
- * report.c — tallies, progress and number formatting; see report.h.
+ * report.c — tallies, progress, the timeline and number formatting; see report.h.
  */
 #include "crowd/report.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@ void fgc_tally_add(fgc_tally_t *t, fgc_step_t step, int status, const char *code
                    int64_t latency_ns) {
     FG_ASSERT(step < FGC_STEP_COUNT);
     fgc_latency_add(&t->latency[step], latency_ns / 1000);
+    if (t->timeline.f != NULL && step == FGC_STEP_HOLD)
+        fgc_latency_add(&t->timeline.hold, latency_ns / 1000);
     for (size_t i = 0; i < t->row_count; i++) {
         fgc_tally_row_t *r = &t->rows[i];
         if (r->step == step && r->status == status && strcmp(r->code, code) == 0) {
@@ -90,6 +93,51 @@ void fgc_tally_print(const fgc_tally_t *t, FILE *out) {
     if (t->rows_dropped > 0)
         fprintf(out, "  (%llu answers of further kinds not itemised)\n",
                 (unsigned long long)t->rows_dropped);
+}
+
+int fgc_timeline_open(fgc_timeline_t *t, const char *path, char *err, size_t cap) {
+    FG_ASSERT(t->f == NULL);
+    t->f = fopen(path, "w");
+    if (t->f == NULL) {
+        snprintf(err, cap, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    t->path = path;
+    t->last_ns = 0;
+    t->last_holds = 0;
+    t->rows = 0;
+    fgc_latency_init(&t->hold);
+    fprintf(t->f, "# elapsed_s units_held units_sold holds_per_s hold_p50_ms hold_p99_ms "
+                  "hold_answers\n");
+    return 0;
+}
+
+void fgc_timeline_tick(fgc_timeline_t *t, int64_t open_ns, int64_t now_ns, uint64_t holds_ok,
+                       uint64_t units_held, uint64_t units_sold, bool force) {
+    if (t->f == NULL || now_ns < open_ns) return;
+    int64_t since = t->last_ns > open_ns ? t->last_ns : open_ns;
+    int64_t dt_ns = now_ns - since;
+    if (!force && dt_ns < (int64_t)FGC_TIMELINE_MS * 1000000) return;
+    /* The rate is over the interval actually covered: loop steps do not land on the grid. */
+    double rate = dt_ns > 0 ? (double)(holds_ok - t->last_holds) * 1e9 / (double)dt_ns : 0;
+    fprintf(t->f, "%.3f %llu %llu %.0f %.3f %.3f %llu\n", (double)(now_ns - open_ns) / 1e9,
+            (unsigned long long)units_held, (unsigned long long)units_sold, rate,
+            (double)fgc_latency_quantile(&t->hold, 0.50) / 1000,
+            (double)fgc_latency_quantile(&t->hold, 0.99) / 1000, (unsigned long long)t->hold.total);
+    t->rows++;
+    t->last_ns = now_ns;
+    t->last_holds = holds_ok;
+    fgc_latency_init(&t->hold);
+}
+
+int fgc_timeline_close(fgc_timeline_t *t) {
+    if (t->f == NULL) return 0;
+    bool failed = ferror(t->f) != 0;
+    failed |= fclose(t->f) != 0;
+    t->f = NULL;
+    if (!failed) return 0;
+    fprintf(stderr, "floodgate-crowd: --timeline %s: a write failed\n", t->path);
+    return -1;
 }
 
 void fgc_progress_init(fgc_progress_t *p) {

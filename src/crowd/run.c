@@ -78,6 +78,7 @@ fgc_crowd_t *fgc_crowd_new(const fgc_opts_t *o, fgc_loop_t *l, volatile sig_atom
 
 void fgc_crowd_free(fgc_crowd_t *c) {
     if (c == NULL) return;
+    (void)fgc_timeline_close(&c->tally.timeline);
     fgc_record_free(&c->rec);
     free(c->buyers);
     free(c);
@@ -213,6 +214,8 @@ static void sell(fgc_crowd_t *c) {
             break;
         }
         if (fgc_progress_due(&c->progress, now)) sale_progress(c, now);
+        fgc_timeline_tick(&c->tally.timeline, c->open_ns, now, c->n_.holds_ok, c->n_.hold_units,
+                          c->n_.order_units, false);
         int64_t wait = next_at - now < FGC_LOOP_WAIT_MS_MAX * NS_PER_MS
                            ? next_at - now
                            : FGC_LOOP_WAIT_MS_MAX * NS_PER_MS;
@@ -225,13 +228,21 @@ static void sell(fgc_crowd_t *c) {
     drain(c);
     sale_progress(c, fg_clock_mono_ns());
     fgc_progress_end(&c->progress);
+    fgc_timeline_tick(&c->tally.timeline, c->open_ns, fg_clock_mono_ns(), c->n_.holds_ok,
+                      c->n_.hold_units, c->n_.order_units, true);
+    (void)fgc_timeline_close(&c->tally.timeline); /* a failed write is reported there */
 }
 
 int fgc_crowd_run(fgc_crowd_t *c) {
     char err[512];
     const char *tok = c->o->admin_token;
-    if (fgc_setup_ready(c->loop, err, sizeof err) != 0 ||
-        fgc_setup_catalog(c->loop, tok, err, sizeof err) != 0) {
+    if (c->o->timeline_path != NULL &&
+        fgc_timeline_open(&c->tally.timeline, c->o->timeline_path, err, sizeof err) != 0) {
+        fprintf(stderr, "floodgate-crowd: --timeline %s\n", err);
+        return -1;
+    }
+    if (fgc_setup_ready(c->loop, c->o->retries, err, sizeof err) != 0 ||
+        fgc_setup_catalog(c->loop, c->o->retries, tok, err, sizeof err) != 0) {
         fprintf(stderr, "floodgate-crowd: setup: %s\n", err);
         return -1;
     }
@@ -248,8 +259,8 @@ int fgc_crowd_run(fgc_crowd_t *c) {
     snprintf(key, sizeof key, "%s-sale", c->nonce);
     int64_t now_ms = fg_clock_now_ms(), now_ns = fg_clock_mono_ns();
     c->opens_at_ms = now_ms + (int64_t)c->o->opens_in_s * 1000;
-    if (fgc_setup_sale(c->loop, tok, c->sale_id, c->opens_at_ms, c->o->stock, c->o->limit,
-                       c->o->hold_ttl_s, key, err, sizeof err) != 0) {
+    if (fgc_setup_sale(c->loop, c->o->retries, tok, c->sale_id, c->opens_at_ms, c->o->stock,
+                       c->o->limit, c->o->hold_ttl_s, key, err, sizeof err) != 0) {
         fprintf(stderr, "floodgate-crowd: setup: %s\n", err);
         return -1;
     }

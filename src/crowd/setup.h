@@ -30,16 +30,20 @@ typedef struct {
 
 extern const fgc_market_t fgc_markets[FGC_MARKET_COUNT];
 
+/* Each call below is sent again, up to `retries` times (fgc_call_retry), while it gets no answer
+ * or one that settles nothing: a server that is restarting is waited for, within that bound. */
+
 /* GET /readyz: 0 when the server is ready, -1 (reason in err) otherwise. */
-FG_MUST_USE int fgc_setup_ready(fgc_loop_t *l, char *err, size_t cap);
+FG_MUST_USE int fgc_setup_ready(fgc_loop_t *l, int retries, char *err, size_t cap);
 
 /* Markets, product and offers. Returns 0, or -1 with the reason in err. */
-FG_MUST_USE int fgc_setup_catalog(fgc_loop_t *l, const char *admin_token, char *err, size_t cap);
+FG_MUST_USE int fgc_setup_catalog(fgc_loop_t *l, int retries, const char *admin_token, char *err,
+                                  size_t cap);
 
 /* Creates sale `sale_id` of `stock` units opening at `opens_at_ms` (Unix ms). `idem` is the
- * Idempotency-Key. Returns 0, or -1 with the reason in err. */
-FG_MUST_USE int fgc_setup_sale(fgc_loop_t *l, const char *admin_token, const char *sale_id,
-                               int64_t opens_at_ms, int64_t stock, int limit, int hold_ttl_s,
-                               const char *idem, char *err, size_t cap);
+ * Idempotency-Key, the same on every try. Returns 0, or -1 with the reason in err. */
+FG_MUST_USE int fgc_setup_sale(fgc_loop_t *l, int retries, const char *admin_token,
+                               const char *sale_id, int64_t opens_at_ms, int64_t stock, int limit,
+                               int hold_ttl_s, const char *idem, char *err, size_t cap);
 
 #endif

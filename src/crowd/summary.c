@@ -114,6 +114,9 @@ void fgc_crowd_summary(const fgc_crowd_t *c, FILE *out) {
     head(c, out);
     sale(c, out);
     errors(c, out);
+    if (c->tally.timeline.path != NULL)
+        fprintf(out, "  timeline     %llu rows in %s\n", (unsigned long long)c->tally.timeline.rows,
+                c->tally.timeline.path);
     fgc_tally_print(&c->tally, out);
     fflush(out);
 }
