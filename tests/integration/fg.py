@@ -232,7 +232,9 @@ class Server:
 
     all_servers = []
 
-    def __init__(self, data_dir=None, admin_token=None, webhook_secret=None, extra_args=None):
+    def __init__(self, data_dir=None, admin_token=None, webhook_secret=None, extra_args=None,
+                 quiet=True):
+        self.quiet = quiet  # False: per-request log lines too
         self.own_dir = data_dir is None
         self.tmp = tempfile.mkdtemp(prefix="fg-it-")
         self.data = data_dir or os.path.join(self.tmp, "data")
@@ -260,7 +262,7 @@ class Server:
         self.log_path = os.path.join(self.tmp, "server-%d.log" % self.starts)
         args = [binary, "serve", "--listen", "127.0.0.1:0", "--data", self.data,
                 "--admin-token", self.admin_token, "--webhook-secret", self.webhook_secret,
-                "--port-file", port_file, "--quiet"] + self.extra_args
+                "--port-file", port_file] + (["--quiet"] if self.quiet else []) + self.extra_args
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                      cwd=self.tmp)
