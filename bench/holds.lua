@@ -5,6 +5,8 @@ local tokens = {}
 local sale = os.getenv("FG_SALE") or "bench"
 local sku = os.getenv("FG_SKU") or "bench-sku"
 local counter = 0
+-- FG_KEY_PREFIX keeps the keys of one run apart from an earlier run's with the same buyers.
+local key_prefix = os.getenv("FG_KEY_PREFIX") or "k"
 local thread_id = 0
 local statuses = {}
 
@@ -27,7 +29,7 @@ function request()
   counter = counter + 1
   local t = tokens[(counter % #tokens) + 1]
   wrk.headers["Authorization"] = "Bearer " .. t
-  wrk.headers["Idempotency-Key"] = "k" .. id .. "-" .. counter
+  wrk.headers["Idempotency-Key"] = key_prefix .. id .. "-" .. counter
   wrk.headers["Content-Type"] = "application/json"
   return wrk.format()
 end
