@@ -40,11 +40,11 @@ HOLDS_PER_BUYER = 80        # below the sale's limit of 100 per buyer, so no hol
 # p99 82-87 ms, shed p50 25-27 ms, docs/reliability.md). What floodgate itself guarantees, and
 # this test asserts, is that the wait does not grow with the load: admission bounds what is in
 # flight at the writer, so the accepted p99 stays under a fixed bound however much arrives, the
-# excess is shed sooner than what is accepted. The bound: twice the time the writer takes to
+# excess is shed sooner than what is accepted. The bound: three times the time the writer takes to
 # answer all that admission lets in at once, at the capacity measured in this run, plus an
 # allowance for CPU queueing. It does not depend on the offered load.
 ADMIT_START = 2048          # src/limits.h FG_ADMIT_START: the most admitted at once, at first
-P99_ALLOWANCE_US = 150000   # CPU queueing on cores shared with the generator
+P99_ALLOWANCE_US = 250000   # CPU queueing on cores shared with the generator
 NORMAL_FACTOR = 2.0         # "back to normal": a plain hold within 2x the unloaded p99, plus
 NORMAL_NOISE_US = 4000      # an allowance for a descheduled writer on shared cores
 
@@ -170,7 +170,7 @@ class TestOverload(fg.TestCase):
 
     def test_accepted_p99_stays_near_unloaded_p99(self):
         p99 = self.over["main"]["accepted"]["p99_us"]
-        bound = 2 * ADMIT_START / self.capacity_per_s * 1e6 + P99_ALLOWANCE_US
+        bound = 3 * ADMIT_START / self.capacity_per_s * 1e6 + P99_ALLOWANCE_US
         self.assertLessEqual(p99, bound, "accepted p99 %d us under overload (bound %d us), "
                              "unloaded p99 %d us" % (p99, bound, self.unloaded_p99_us))
         # and the server did accept work meanwhile: a real share of its capacity

@@ -109,7 +109,9 @@ class SecretsStayOutOfLedgerAndLogs(fg.TestCase):
         for i, t in enumerate(tokens):
             plain["buyer token %d" % i] = t
             # the secret part alone, too (the id before it is public)
-            plain["buyer token %d's secret" % i] = t.rsplit("_", 1)[-1]
+            secret = t.split("_", 2)[2]  # fgb_<id>_<secret>; the secret may hold "_" too
+            self.assertGreaterEqual(len(secret), 32, t)
+            plain["buyer token %d's secret" % i] = secret
         for k in keys:
             plain["Idempotency-Key " + k] = k
         for what, text in plain.items():
