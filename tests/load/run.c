@@ -267,9 +267,9 @@ static int64_t window_median_us(const fgl_run_t *r, int from, int to) {
 
 /* From the end of the main phase, when the server was back to normal: the start of the first
  * FGL_RECOVERY_WINDOW_MS window of the after phase from which every window has only 2xx answers
- * and a median latency within normal_us (when given). A median, not a maximum: a normal server
+ * and a median latency within normal_us (0: any). A median, not a maximum: a normal server
  * has its slow outliers too. -1 when the last window was not normal. */
-static double recovered_ms(fgl_run_t *r) {
+static double recovered_ms(fgl_run_t *r, int64_t normal_us) {
     if (r->probes_len == 0) return -1;
     qsort(r->probes, (size_t)r->probes_len, sizeof *r->probes, by_offset);
     const int64_t win_us = (int64_t)FGL_RECOVERY_WINDOW_MS * 1000;
@@ -280,7 +280,7 @@ static double recovered_ms(fgl_run_t *r) {
         while (j < r->probes_len && r->probes[j].offset_us / win_us <= w)
             j++;
         int64_t med = window_median_us(r, i, j);
-        bool normal = med >= 0 && (r->o.normal_us == 0 || med <= r->o.normal_us);
+        bool normal = med >= 0 && (normal_us == 0 || med <= normal_us);
         if (!normal)
             recovered = -1;
         else if (recovered < 0)
@@ -292,9 +292,12 @@ static double recovered_ms(fgl_run_t *r) {
 
 static void summary_after(fgl_run_t *r, fg_buf_t *b) {
     fg_buf_str(b, ",\"after\":{\"duration_s\":");
-    fg_buf_printf(b, "%d,\"rate_per_s\":%.0f,\"normal_us\":%lld,\"recovered_ms\":%.1f,\"tally\":",
+    /* all_2xx_ms: the same without the latency criterion, from when nothing was shed any more */
+    fg_buf_printf(b,
+                  "%d,\"rate_per_s\":%.0f,\"normal_us\":%lld,\"recovered_ms\":%.1f,"
+                  "\"all_2xx_ms\":%.1f,\"tally\":",
                   r->o.after_s, r->o.after_s ? r->o.after_rate_per_s : 0, (long long)r->o.normal_us,
-                  recovered_ms(r));
+                  recovered_ms(r, r->o.normal_us), recovered_ms(r, 0));
     fgl_tally_json(r->after, b);
     fg_buf_printf(b, ",\"probes_dropped\":%llu,\"first_probes\":[",
                   (unsigned long long)r->probes_dropped);
