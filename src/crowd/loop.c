@@ -325,6 +325,17 @@ static void call_done(const req_t *r, const fgc_answer_t *a) {
     r->client->done(r->client->ctx, r->tag, a);
 }
 
+/* Tells the request's client that no answer came (why; timed_out when its time ran out). */
+static void answer_lost(const req_t *r, const char *why, bool timed_out) {
+    fgc_answer_t a = {.status = 0,
+                      .timed_out = timed_out,
+                      .error = why,
+                      .retry_after_s = -1,
+                      .body = "",
+                      .latency_ns = fg_clock_mono_ns() - r->start_ns};
+    call_done(r, &a);
+}
+
 /* The bound request has no answer: sends it once more (stale keep-alive) or reports it. */
 static void conn_fail(fgc_loop_t *l, conn_t *c, const char *why, bool timed_out) {
     req_t r = c->req;
@@ -347,13 +358,7 @@ static void conn_fail(fgc_loop_t *l, conn_t *c, const char *why, bool timed_out)
         l->stats.timeouts++;
     else
         l->stats.transport_errors++;
-    fgc_answer_t a = {.status = 0,
-                      .timed_out = timed_out,
-                      .error = why,
-                      .retry_after_s = -1,
-                      .body = "",
-                      .latency_ns = fg_clock_mono_ns() - r.start_ns};
-    call_done(&r, &a);
+    answer_lost(&r, why, timed_out);
 }
 
 /* The answer is complete: the connection goes back to the idle stack (or closes). */
@@ -593,12 +598,7 @@ void fgc_loop_abort_all(fgc_loop_t *l, const char *why) {
         c->has_req = false;
         l->inflight--;
         conn_close(l, c); /* its answer, if it still comes, is not read */
-        fgc_answer_t a = {.status = 0,
-                          .error = why,
-                          .retry_after_s = -1,
-                          .body = "",
-                          .latency_ns = fg_clock_mono_ns() - r.start_ns};
-        call_done(&r, &a);
+        answer_lost(&r, why, false);
     }
     l->aborting = false;
     fgc_loop_drop_queued(l, why);
@@ -608,12 +608,7 @@ void fgc_loop_drop_queued(fgc_loop_t *l, const char *why) {
     l->aborting = true;
     while (l->q_len > 0) {
         req_t r = q_pop(l);
-        fgc_answer_t a = {.status = 0,
-                          .error = why,
-                          .retry_after_s = -1,
-                          .body = "",
-                          .latency_ns = fg_clock_mono_ns() - r.start_ns};
-        call_done(&r, &a);
+        answer_lost(&r, why, false);
     }
     l->heap_len = 0;
     l->aborting = false;

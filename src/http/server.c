@@ -63,8 +63,8 @@ struct fg_http {
 
     /* admission of writes (admit) */
     atomic_long writing;             /* writes submitted and not yet answered by the writer */
-    atomic_long writing_max;         /* buyers' writes admitted at once; 0 before the start */
-    atomic_long writing_peak;        /* most writes in flight in the current window */
+    atomic_long writing_max;         /* buyers' writes admitted at once */
+    atomic_bool writing_pressed;     /* writes reached writing_max in the current window */
     _Atomic int64_t admit_worst_ns;  /* longest wait at the writer in the current window */
     _Atomic int64_t admit_window_ns; /* monotonic start of the current window */
     int port;
@@ -455,14 +455,11 @@ static bool admit(fg_http_t *h, bool buyer) {
     if (atomic_fetch_add(&m->parked, 1) >= FG_PARKED_MAX) goto parked_full;
     long max = atomic_load_explicit(&h->writing_max, memory_order_relaxed);
     long n = atomic_fetch_add(&h->writing, 1) + 1;
-    if (n > (max > 0 ? max : FG_ADMIT_START) && buyer) goto writer_full;
-    long peak = atomic_load_explicit(&h->writing_peak, memory_order_relaxed);
-    while (n > peak && !atomic_compare_exchange_weak(&h->writing_peak, &peak, n))
-        continue;
+    if (n >= max) atomic_store_explicit(&h->writing_pressed, true, memory_order_relaxed);
+    if (n > max && buyer) goto writer_full;
     return true;
 
 writer_full:
-    atomic_store_explicit(&h->writing_peak, n, memory_order_relaxed); /* it pressed the limit */
     atomic_fetch_sub(&h->writing, 1);
 parked_full:
     atomic_fetch_sub(&m->parked, 1);
@@ -481,12 +478,11 @@ static void admit_done(fg_http_t *h, int64_t wait_ns) {
     if (now - start < (int64_t)FG_ADMIT_WINDOW_MS * 1000000) return;
     if (!atomic_compare_exchange_strong(&h->admit_window_ns, &start, now)) return;
     worst = atomic_exchange(&h->admit_worst_ns, 0);
-    long peak = atomic_exchange(&h->writing_peak, 0);
+    bool pressed = atomic_exchange(&h->writing_pressed, false);
     long max = atomic_load_explicit(&h->writing_max, memory_order_relaxed);
-    if (max <= 0) max = FG_ADMIT_START;
     if (worst > (int64_t)FG_ADMIT_WAIT_US_TARGET * 1000)
         max -= max / 4;
-    else if (peak >= max)
+    else if (pressed)
         max += FG_ADMIT_STEP;
     if (max < FG_ADMIT_MIN) max = FG_ADMIT_MIN;
     if (max > FG_PARKED_MAX) max = FG_PARKED_MAX;
@@ -825,6 +821,7 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
     fg_api_set_metrics(api, &h->metrics);
     unsigned threads = loop_threads(cfg->threads);
     h->threads = threads;
+    atomic_store(&h->writing_max, FG_ADMIT_START);
     h->connections_max = connections_fit(threads);
     /* poll(), not epoll: with epoll (edge-triggered) and suspend/resume, libmicrohttpd 0.9.75
      * sometimes leaves a resumed keep-alive connection out of both its ready list and its epoll
