@@ -314,7 +314,8 @@ bool fg__auth_admin(const fg_api_t *api, const fg_api_request_t *rq, fg_api_answ
     return false;
 }
 
-bool fg__auth_buyer(const fg_api_request_t *rq, fg_api_cmd_t *p, fg_api_answer_t *ans) {
+bool fg__buyer_token(const fg_api_request_t *rq, uint64_t *buyer_id, const char **secret,
+                     fg_api_answer_t *ans) {
     const char *t = bearer(rq);
     /* fgb_<id>_<secret>: the id finds the buyer, the secret's hash proves it. */
     const char *sep = t && strncmp(t, "fgb_", 4) == 0 ? strchr(t + 4, '_') : NULL;
@@ -326,14 +327,25 @@ bool fg__auth_buyer(const fg_api_request_t *rq, fg_api_cmd_t *p, fg_api_answer_t
         memcpy(idbuf + 2, t + 4, (size_t)(sep - (t + 4)));
         idbuf[2 + (sep - (t + 4))] = '\0';
         if (fg__parse_obj_id(idbuf, 'b', &id) && strlen(sep + 1) >= 16) {
-            p->buyer_id = id;
-            crypto_generichash(p->secret_hash, 32, (const unsigned char *)(sep + 1),
-                               strlen(sep + 1), NULL, 0);
+            *buyer_id = id;
+            *secret = sep + 1;
             return true;
         }
     }
     fg_api_problem(ans, 401, "unauthorized", "a buyer's bearer token is required");
     return false;
+}
+
+void fg__buyer_secret_hash(fg_api_cmd_t *p, const char *secret) {
+    crypto_generichash(p->secret_hash, 32, (const unsigned char *)secret, strlen(secret), NULL,
+                       0);
+}
+
+bool fg__auth_buyer(const fg_api_request_t *rq, fg_api_cmd_t *p, fg_api_answer_t *ans) {
+    const char *secret = NULL;
+    if (!fg__buyer_token(rq, &p->buyer_id, &secret, ans)) return false;
+    fg__buyer_secret_hash(p, secret);
+    return true;
 }
 
 bool fg__admit_buyer(fg_engine_t *e, fg_cmd_t *cmd) {
@@ -343,7 +355,8 @@ bool fg__admit_buyer(fg_engine_t *e, fg_cmd_t *cmd) {
     return false;
 }
 
-bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_answer_t *ans) {
+bool fg__idem_key(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope,
+                  fg_api_answer_t *ans) {
     const char *k = rq->idempotency_key;
     if (k == NULL || k[0] == '\0') {
         fg_api_problem(ans, 400, "missing_idempotency_key",
@@ -367,7 +380,11 @@ bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_
     uint8_t kh[32];
     crypto_generichash(kh, sizeof kh, (const unsigned char *)k, n, NULL, 0);
     sodium_bin2hex(cmd->idem_key, sizeof cmd->idem_key, kh, sizeof kh);
-    /* The fingerprint binds the key to this exact request. */
+    return true;
+}
+
+/* The fingerprint binds the key to this exact request. */
+void fg__idem_fingerprint(const fg_api_request_t *rq, fg_cmd_t *cmd) {
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 32);
     const char *m = rq->method == FG_POST ? "POST " : "OTHER ";
@@ -375,6 +392,11 @@ bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_
     crypto_generichash_update(&st, (const unsigned char *)rq->path, strlen(rq->path) + 1);
     if (rq->body_len) crypto_generichash_update(&st, (const unsigned char *)rq->body, rq->body_len);
     crypto_generichash_final(&st, cmd->fingerprint, 32);
+}
+
+bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_answer_t *ans) {
+    if (!fg__idem_key(rq, cmd, scope, ans)) return false;
+    fg__idem_fingerprint(rq, cmd);
     return true;
 }
 

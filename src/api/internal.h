@@ -12,6 +12,7 @@
 #include "util/map.h"
 
 typedef struct fg_events fg_events_t;
+typedef struct fg_gate fg_gate_t;
 
 struct fg_api {
     char data_dir[4096];
@@ -20,6 +21,7 @@ struct fg_api {
     fg_writer_t *writer;
     fg_http_metrics_t *metrics;
     fg_events_t *events;
+    fg_gate_t *gate; /* sold-out sales and keys seen, for refusals without the writer */
     int rate_limit_per_s;
     pthread_mutex_t rate_mu;
     fg_map_t rate_buckets; /* hash(ip) -> tokens << 32 | second */
@@ -145,10 +147,35 @@ bool fg__parse_obj_id(const char *s, char prefix, uint64_t *id);
 bool fg__auth_admin(const fg_api_t *api, const fg_api_request_t *rq, fg_api_answer_t *ans);
 /* Parses a buyer token into the command (checked later by admit); else ans is 401. */
 bool fg__auth_buyer(const fg_api_request_t *rq, fg_api_cmd_t *p, fg_api_answer_t *ans);
+/* The same in two steps: the buyer id and where the secret is (no hashing), then its hash. */
+bool fg__buyer_token(const fg_api_request_t *rq, uint64_t *buyer_id, const char **secret,
+                     fg_api_answer_t *ans);
+void fg__buyer_secret_hash(fg_api_cmd_t *p, const char *secret);
 /* Reads the Idempotency-Key into the command; 400 when missing or malformed. */
 bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_answer_t *ans);
+/* The same in two steps: the key (checked, hashed), then the request's fingerprint. */
+bool fg__idem_key(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope,
+                  fg_api_answer_t *ans);
+void fg__idem_fingerprint(const fg_api_request_t *rq, fg_cmd_t *cmd);
 /* Per-IP token bucket: true to go on; else ans is 429. */
 bool fg__rate_ok(fg_api_t *api, const fg_api_request_t *rq, fg_api_answer_t *ans);
+
+/* ---- the gate (gate.c): refusals the HTTP threads may give without the writer ---- */
+fg_gate_t *fg__gate_new(void);
+void fg__gate_free(fg_gate_t *g);
+/* Writer thread: the engine was loaded (e) or dropped (NULL); a sale changed. */
+void fg__gate_loaded(fg_gate_t *g, const fg_engine_t *e);
+void fg__gate_publish(fg_gate_t *g, const fg_engine_t *e, const fg_sale_t *s, int64_t now_ms);
+/* HTTP threads. A key a hold request sends to the writer, marked before it is submitted. */
+void fg__gate_mark_key(fg_gate_t *g, uint64_t idem_hash);
+/* True when the sale is sold out now (as last published, no hold due to expire, the SKU is
+ * the sale's) — the writer would refuse the hold 409 sold_out. */
+bool fg__gate_sold_out(fg_gate_t *g, const char *sale_id, const char *sku, int64_t now_ms);
+/* fg__gate_sold_out, and the key was never sent to the writer (I5: no answer to replay). */
+bool fg__gate_refuses(fg_gate_t *g, const char *sale_id, const char *sku, uint64_t idem_hash,
+                      int64_t now_ms);
+/* How many holds the gate refused since start. */
+uint64_t fg__gate_refused(fg_gate_t *g);
 
 /* ---- handlers (HTTP threads): return the answer kind ---- */
 typedef fg_answer_kind_t (*fg_handler_fn)(fg_api_t *api, const fg_api_request_t *rq,

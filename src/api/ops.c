@@ -109,6 +109,12 @@ static void exec_metrics(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_buf_t b;
     fg_buf_init(&b, 4 << 20);
     if (p->api->metrics) render_http(&b, p->api->metrics);
+    fg_buf_printf(&b,
+                  "# HELP floodgate_holds_refused_early_total Holds refused sold_out by the HTTP "
+                  "threads, without the writer.\n"
+                  "# TYPE floodgate_holds_refused_early_total counter\n"
+                  "floodgate_holds_refused_early_total %llu\n",
+                  (unsigned long long)fg__gate_refused(p->api->gate));
     render_engine(&b, e, now_ms);
     render_writer(&b, fg_writer_stats(p->api->writer));
     fg__ok(cmd, 200, &b);

@@ -130,7 +130,10 @@ fg_api_t *fg_api_new(const fg_api_config_t *cfg) {
     pthread_mutex_init(&api->rate_mu, NULL);
     fg_map_init(&api->rate_buckets);
     api->events = fg_events_new();
-    if (api->events == NULL) {
+    api->gate = fg__gate_new();
+    if (api->events == NULL || api->gate == NULL) {
+        fg_events_free(api->events);
+        fg__gate_free(api->gate);
         free(api);
         return NULL;
     }
@@ -147,6 +150,7 @@ void fg_api_set_metrics(fg_api_t *api, fg_http_metrics_t *m) {
 void fg_api_free(fg_api_t *api) {
     if (api == NULL) return;
     fg_events_free(api->events);
+    fg__gate_free(api->gate);
     fg_map_free(&api->rate_buckets);
     pthread_mutex_destroy(&api->rate_mu);
     free(api);
@@ -158,6 +162,11 @@ void fg_api_shutdown_streams(fg_api_t *api) {
 
 void fg_api_on_sale_change(void *ctx, const fg_engine_t *e, const fg_sale_t *s, int64_t now_ms) {
     fg_api_t *api = ctx;
+    if (s == NULL) {
+        fg__gate_loaded(api->gate, e);
+        return;
+    }
+    fg__gate_publish(api->gate, e, s, now_ms);
     fg_buf_t b;
     fg_buf_init(&b, 1 << 20);
     fg__render_sale(&b, e, s, now_ms, false);

@@ -204,6 +204,12 @@ typedef int (*fg_answer_fetch_fn)(void *ctx, int64_t rowid, fg_idem_row_t *row,
 void fg_engine_set_answer_store(fg_engine_t *e, fg_answer_fetch_fn fetch, void *ctx);
 /* Forgets answers older than FG_IDEM_TTL_MS. */
 void fg_engine_idem_expire(fg_engine_t *e, int64_t now_ms);
+/* The hash keys are indexed by; any thread (the HTTP layer marks the keys it sends on). */
+uint64_t fg_engine_idem_hash(uint64_t scope, const char *key);
+/* Calls fn with the hash of every key the engine knows an answer of, in flight or stored. For
+ * a stored answer only the top FG_PACK_TAG_BITS bits are kept; the rest are zero. */
+void fg_engine_idem_each_hash(const fg_engine_t *e, void (*fn)(void *ctx, uint64_t hash),
+                              void *ctx);
 
 /* ---- webhook replay window ---- */
 /* FG_OK and records the signature (a change) when unseen; FG_ERR_UNAUTHORIZED when seen. */

@@ -20,7 +20,7 @@
 
 #include "engine/engine_internal.h"
 
-static uint64_t idem_hash(uint64_t scope, const char *key) {
+uint64_t fg_engine_idem_hash(uint64_t scope, const char *key) {
     char tmp[FG_IDEM_KEY_BYTES_MAX + 24];
     size_t n = strlen(key);
     FG_ASSERT(n <= FG_IDEM_KEY_BYTES_MAX);
@@ -142,7 +142,7 @@ static void idem_drop(fg_engine_t *e, fg__idem_t *r); /* below */
 
 fg_idem_result_t fg_engine_idem_lookup(fg_engine_t *e, uint64_t scope, const char *key,
                                        const uint8_t fingerprint[32], const fg_idem_row_t **rec) {
-    uint64_t h = idem_hash(scope, key);
+    uint64_t h = fg_engine_idem_hash(scope, key);
     fg__idem_t *r = idem_find(e, scope, key, h);
     if (r != NULL && r->committed && r->row.created_at_ms < e->idem_horizon_ms) {
         idem_drop(e, r); /* expired since the last pass; no newer answer of the key exists */
@@ -176,7 +176,7 @@ static void free_record(fg__idem_t *r) {
 
 static fg_err_t idem_add(fg_engine_t *e, const fg_idem_row_t *src, bool committed,
                          fg__idem_t **out) {
-    uint64_t h = idem_hash(src->scope, src->key);
+    uint64_t h = fg_engine_idem_hash(src->scope, src->key);
     if (idem_find(e, src->scope, src->key, h) != NULL)
         return fg__fail(e, FG_ERR_INVALID, "idempotency key stored twice");
     fg__idem_t *r = calloc(1, sizeof *r);
@@ -290,7 +290,7 @@ void fg_engine_idem_committed(fg_engine_t *e, const fg_idem_row_t *rec) {
 }
 
 fg_err_t fg_engine_restore_idem(fg_engine_t *e, const fg_idem_row_t *row) {
-    uint64_t h = idem_hash(row->scope, row->key);
+    uint64_t h = fg_engine_idem_hash(row->scope, row->key);
     fg__idem_t *r = idem_find(e, row->scope, row->key, h);
     /* Rows come in the order they were written, so a key's newer answer replaces its older. */
     if (r == NULL && stored_put(e, h, row)) return FG_OK;
@@ -329,6 +329,17 @@ void fg_engine_idem_expire(fg_engine_t *e, int64_t now_ms) {
         c.u.prune.idem_before_ms = now_ms - FG_IDEM_TTL_MS;
         c.u.prune.webhook_before_s = now_ms / 1000 - 2 * FG_WEBHOOK_TOLERANCE_S;
         fg__emit(e, &c);
+    }
+}
+
+void fg_engine_idem_each_hash(const fg_engine_t *e, void (*fn)(void *ctx, uint64_t hash),
+                              void *ctx) {
+    for (const fg__idem_t *r = e->idem_head; r != NULL; r = r->next_fifo)
+        fn(ctx, r->hash);
+    /* An index entry keeps the top FG_PACK_TAG_BITS of its key's hash, and only those. */
+    for (size_t i = 0; i < e->idem_stored.cap; i++) {
+        uint64_t entry = e->idem_stored.slots[i];
+        if (entry != 0 && entry != FG_PACK_TOMB) fn(ctx, fg_pack_tag(entry) << FG_PACK_LOW_BITS);
     }
 }
 

@@ -56,6 +56,7 @@ struct fg_writer {
     bool commit_done; /* guarded by mu: result waiting for the writer */
     bool commit_exit; /* guarded by mu */
 
+    bool loaded_untold;      /* the engine was (re)loaded: on_change(NULL sale) is due */
     uint64_t *sale_versions; /* last version seen per sale index, writer only */
     uint8_t *sale_states;
     int sale_slots;
@@ -312,8 +313,11 @@ static void rebuild(fg_writer_t *w, int64_t now_ms) {
         return;
     }
     w->engine = e;
-    if (w->sale_slots > 0)
+    w->loaded_untold = true;
+    if (w->sale_slots > 0) {
         memset(w->sale_versions, 0, (size_t)w->sale_slots * sizeof *w->sale_versions);
+        memset(w->sale_states, 0xff, (size_t)w->sale_slots);
+    }
     atomic_store(&w->stats.ready, true);
 }
 
@@ -359,6 +363,7 @@ static void collect(fg_writer_t *w, int64_t now_ms) {
     fg_engine_discard_changes(w->engine);
     fg_engine_free(w->engine);
     w->engine = NULL;
+    if (w->on_change) w->on_change(w->change_ctx, NULL, NULL, now_ms);
     /* With no engine, writer_main refuses every command and calls rebuild every second. */
     if (b.result == FG_LEDGER_ESYNC) give_up(w);
 }
@@ -378,6 +383,8 @@ static void notify(fg_writer_t *w, int64_t now_ms) {
         memset(st + w->sale_slots, 0xff, (size_t)(n - w->sale_slots));
         w->sale_slots = n;
     }
+    if (w->loaded_untold && w->on_change) w->on_change(w->change_ctx, w->engine, NULL, now_ms);
+    w->loaded_untold = false;
     for (int i = 0; i < n; i++) {
         const fg_sale_t *s = fg_engine_sale_at(w->engine, i);
         uint8_t st = (uint8_t)fg_engine_sale_state(s, now_ms);
@@ -499,6 +506,7 @@ fg_writer_t *fg_writer_start(fg_ledger_t *ledger, fg_sale_change_fn on_change, v
         goto fail_fd;
     }
     if (fg_engine_load(ledger, fg_clock_now_ms(), &w->engine, err, errlen) != 0) goto fail_load;
+    w->loaded_untold = true;
     atomic_store(&w->stats.ready, true);
     if (pthread_create(&w->commit_thread, NULL, commit_main, w) != 0) {
         snprintf(err, errlen, "cannot start the commit thread");

@@ -86,7 +86,9 @@ typedef struct {
     atomic_bool ledger_unsafe;
 } fg_writer_stats_t;
 
-/* Called on the writer thread after each loop with the sales whose stock or state changed. */
+/* Called on the writer thread after each loop with the sales whose stock or state changed.
+ * Also with s == NULL: once the engine is loaded or rebuilt, before any sale of it (e is the
+ * engine); and when the engine is dropped after a failed commit (e is NULL too). */
 typedef void (*fg_sale_change_fn)(void *ctx, const fg_engine_t *e, const fg_sale_t *s,
                                   int64_t now_ms);
 

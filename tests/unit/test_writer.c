@@ -407,6 +407,7 @@ static char *replay_fail(fg_cmd_t *cmd, const char *stored) {
 }
 
 static void record_change(void *ctx, const fg_engine_t *e, const fg_sale_t *s, int64_t now_ms) {
+    if (s == NULL) return; /* the engine was loaded or dropped */
     pthread_mutex_lock(&g_mu);
     g_change.calls++;
     snprintf(g_change.sale_id, sizeof g_change.sale_id, "%s", s->def.id);
