@@ -6,15 +6,27 @@
 # BR, blocked in the US ("not certified"); a case and a charger offered in the US too; a sale of
 # 10,000 phones (and 2,000 cases) opening one minute after start. Ctrl-C stops it cleanly.
 #
+# With --crowd it also shows a whole launch: once the server is up, floodgate-crowd registers
+# 50,000 buyers, creates a sale of 5,000 units of its own product that opens 5 s later, runs the
+# crowd from opening to sell-out with a live progress bar, prints its summary and audits the
+# server's record (about a minute); the server keeps running afterwards for the tour.
+#
+# Usage: scripts/demo.sh [--crowd]
 # Environment: FLOODGATE_LISTEN (default 127.0.0.1:8080), FLOODGATE_DATA (default a new
 # directory under ./demo-data/).
 set -euo pipefail
+CROWD=0
+case "${1:-}" in
+  --crowd) CROWD=1 ;;
+  "") ;;
+  *) echo "usage: scripts/demo.sh [--crowd]" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 scripts/deps.sh build
 if [ ! -f build-release/build.ninja ]; then
   meson setup build-release --buildtype=release -Db_ndebug=false >/dev/null
 fi
-ninja -C build-release floodgate >/dev/null
+ninja -C build-release floodgate floodgate-crowd >/dev/null
 LISTEN=${FLOODGATE_LISTEN:-127.0.0.1:8080}
 DATA=${FLOODGATE_DATA:-demo-data/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$(dirname "$DATA")"
@@ -51,7 +63,26 @@ A short tour (in another terminal):
   curl -s "$URL/admin/v1/sales/nova-launch/orders?format=csv" -H "Authorization: Bearer $ADMIN"
   curl -s $URL/metrics
 
+  # a whole launch by a simulated crowd, audited (its own sale and product):
+  build-release/floodgate-crowd --url $URL --admin-token $ADMIN \\
+      --buyers 50000 --stock 5000 --connections 500 --hold-ttl-s 10 --opens-in-s 5
+
 Stop with Ctrl-C.
 
 TOUR
-exec build-release/floodgate serve --demo --listen "$LISTEN" --data "$DATA" --admin-token "$ADMIN"
+if [ "$CROWD" = 0 ]; then
+  exec build-release/floodgate serve --demo --listen "$LISTEN" --data "$DATA" --admin-token "$ADMIN"
+fi
+# --quiet: the crowd's 100,000 requests would bury its progress bar in request log lines.
+build-release/floodgate serve --demo --listen "$LISTEN" --data "$DATA" --admin-token "$ADMIN" \
+  --port-file "$DATA.port" --quiet &
+SERVER=$!
+trap 'kill -TERM "$SERVER" 2>/dev/null; wait "$SERVER"; rm -f "$DATA.port"; exit 0' INT TERM
+for _ in $(seq 100); do [ -s "$DATA.port" ] && break; sleep 0.1; done
+[ -s "$DATA.port" ] || { echo "demo: the server did not start"; kill "$SERVER" 2>/dev/null; exit 1; }
+echo "== a launch: 50,000 buyers, 5,000 units, 500 connections (floodgate-crowd)"
+build-release/floodgate-crowd --url "$URL" --admin-token "$ADMIN" --buyers 50000 --stock 5000 \
+  --connections 500 --hold-ttl-s 10 --opens-in-s 5 --duration-s 120 ||
+  echo "demo: the crowd reported a problem (exit $?)"
+echo "== the server is still running on $URL; Ctrl-C stops it"
+wait "$SERVER"

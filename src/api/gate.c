@@ -64,7 +64,9 @@ static size_t seen_bit(uint64_t idem_hash) {
 
 void fg__gate_mark_key(fg_gate_t *g, uint64_t idem_hash) {
     size_t bit = seen_bit(idem_hash);
-    atomic_fetch_or(&g->seen[bit / 64], (uint64_t)1 << (bit % 64));
+    uint64_t m = (uint64_t)1 << (bit % 64);
+    /* A retried key finds its bit set: no write, so the line is not taken from other cores. */
+    if ((atomic_load(&g->seen[bit / 64]) & m) == 0) atomic_fetch_or(&g->seen[bit / 64], m);
 }
 
 static bool key_seen(fg_gate_t *g, uint64_t idem_hash) {
