@@ -161,12 +161,20 @@ void fg__render_hold(fg_buf_t *b, const fg_engine_t *e, const fg_hold_t *h) {
     const fg_sale_t *s = fg_engine_sale_at(e, (int)h->sale_index);
     char market[3];
     fg_mcode_str(h->market, market);
-    fg_buf_printf(b, "{\"id\":\"h_%llu\",\"sale_id\":", (unsigned long long)h->id);
+    /* No printf: this is every hold's answer. */
+    fg_buf_str(b, "{\"id\":\"h_");
+    fg_buf_i64(b, (int64_t)h->id);
+    fg_buf_str(b, "\",\"sale_id\":");
     fg_buf_json_str(b, s->def.id);
     fg_buf_json_key(b, "sku", true);
     fg_buf_json_str(b, s->def.pools[h->pool_index].sku);
-    fg_buf_printf(b, ",\"market\":\"%s\",\"quantity\":%d,\"state\":\"%s\",\"created_at\":", market,
-                  h->quantity, hold_states[h->state]);
+    fg_buf_str(b, ",\"market\":\"");
+    fg_buf_str(b, market);
+    fg_buf_str(b, "\",\"quantity\":");
+    fg_buf_i64(b, h->quantity);
+    fg_buf_str(b, ",\"state\":\"");
+    fg_buf_str(b, hold_states[h->state]);
+    fg_buf_str(b, "\",\"created_at\":");
     fg_buf_json_time(b, h->created_at_ms);
     fg_buf_json_key(b, "expires_at", true);
     fg_buf_json_time(b, h->expires_at_ms);

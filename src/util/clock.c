@@ -20,6 +20,30 @@ int64_t fg_clock_mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Writes v as n digits, zero-padded (v < 10^n). */
+static char *put_digits(char *p, int64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + n;
+}
+
+/* y-m-d of a day count from 1970-01-01 (proleptic Gregorian; the inverse of days_from_civil). */
+static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* By hand, not gmtime_r + snprintf: every hold's answer has two of these, and glibc's gmtime_r
+ * takes a process-wide lock. Years outside 0..9999 are clamped (none is ever stored). */
 void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
     FG_ASSERT(cap >= 25);
     int64_t secs = unix_ms / 1000;
@@ -28,11 +52,30 @@ void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
         ms += 1000;
         secs -= 1;
     }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    int64_t y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    if (y < 0) y = 0;
+    if (y > 9999) y = 9999;
+    char *p = put_digits(out, y, 4);
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, sod / 3600, 2);
+    *p++ = ':';
+    p = put_digits(p, sod / 60 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, sod % 60, 2);
+    *p++ = '.';
+    p = put_digits(p, ms, 3);
+    *p++ = 'Z';
+    *p = '\0';
 }
 
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */

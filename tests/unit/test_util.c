@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/buf.h"
 #include "util/clock.h"
@@ -323,6 +324,28 @@ Test(clock, format_before_the_epoch_borrows_a_second) {
     STREQ(s, "1969-12-31T23:59:59.999Z");
     fmt(-1000, s);
     STREQ(s, "1969-12-31T23:59:59.000Z");
+}
+
+/* The hand-made calendar agrees with the C library's for random times, years 1 to 9999. */
+Test(clock, format_agrees_with_gmtime) {
+    rng_t r = {SEED};
+    char s[32], want[64];
+    for (int i = 0; i < 20000; i++) {
+        int64_t span = 253402300800000LL + 62135596800000LL;
+        int64_t ms = (int64_t)(rng_next(&r) % (uint64_t)span) - 62135596800000LL;
+        fmt(ms, s);
+        int64_t secs = ms / 1000, rem = ms % 1000;
+        if (rem < 0) {
+            rem += 1000;
+            secs -= 1;
+        }
+        time_t t = (time_t)secs;
+        struct tm tm;
+        cr_assert_not_null(gmtime_r(&t, &tm));
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+        cr_assert_str_eq(s, want, "from %lld", (long long)ms);
+    }
 }
 
 Test(clock, format_fits_the_documented_minimum_buffer) {
