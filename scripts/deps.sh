@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh build|test|bench   (test and bench include build)
 set -euo pipefail
 kind=${1:-build}
-pkgs=(build-essential pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev
+pkgs=(build-essential pkg-config meson ninja-build libjansson-dev
       libsqlite3-dev libsodium-dev curl python3)
 case "$kind" in
   test) pkgs+=(libcriterion-dev) ;;

@@ -1,65 +1,199 @@
 /*
- * server.c — libmicrohttpd glue; see server.h.
+ * server.c — floodgate's HTTP/1.1 server on epoll; see server.h. Why floodgate has its own
+ * rather than libmicrohttpd, which it used first: docs/architecture.md. The rules for hostile
+ * input (refusals, their statuses and problem codes, admission of writes, deadlines, the
+ * connection limit) are those the first server enforced, kept so clients see the same answers.
  *
- * A request's life: the URI callback allocates its context (with the raw URI, which MHD does not
- * keep whole); the access handler collects the body (bounded), then on the call after the last
- * body chunk dispatches it. An answer that waits for a commit parks the connection
- * (MHD_suspend_connection) before the command is submitted, so the resume that the writer
- * triggers can never come first. Every parked connection is resumed on every path: the writer
- * answers every command it accepted, and a refused submit resumes at once with 503.
+ * Threads. N loop threads, each with its own epoll set, its own listening socket (SO_REUSEPORT
+ * on one address: the kernel spreads new connections over them by a hash of the peer, so no
+ * thread wakes for a connection another takes) and its own eventfd. A connection lives on the
+ * thread that accepted it; only that thread reads, writes, or frees it. Before the listeners
+ * are bound, the address is bound once without SO_REUSEPORT, so a port another process already
+ * listens on is refused ("in use") instead of being silently shared with it.
  *
- * Hostile clients. libmicrohttpd 0.9.75 parses HTTP but lets through requests a proxy in front
- * could frame differently (Content-Length with Transfer-Encoding, two Content-Lengths, a coding
- * other than chunked) and bytes HTTP forbids in names, values and the request target; those are
- * refused here, on the call that has the headers, before the API sees them, and the connection
- * is closed after the answer. It has no deadline for a whole request, only an idle timeout that
- * every byte resets, so a client trickling a byte at a time would hold its connection forever:
- * a sweeper thread closes connections whose request has not arrived in time (limits.h). At the
- * connection limit new connections are accepted and closed at once rather than left waiting in
- * the listen backlog, which is what libmicrohttpd does when it reaches its own limit.
+ * A request's life: its head is read into the connection's read buffer (FG_CONN_MEMORY_BYTES_MAX,
+ * taken from a per-thread pool when bytes arrive and given back when the connection is idle
+ * with nothing buffered, so an idle connection costs a few hundred bytes) and parsed in place
+ * (http/ev_parse.c); a body that fits behind the head stays there, a larger or chunked one is
+ * collected into an fg_buf, bounded. The API reads the request only while
+ * fg_api_handle runs (its path and header strings point into the read buffer). A write is
+ * parked this way: marked parked, then submitted; the command's done
+ * callback, on the writer's thread, touches no socket: it pushes the connection onto its loop
+ * thread's lock-free ready stack and writes that thread's eventfd only when the thread is not
+ * already signalled (a flag the thread clears before it takes the stack), so a batch of
+ * hundreds of answers costs each loop thread one wake-up. Streams unpark through the same
+ * stack. Pipelined requests are parsed one at a time: the next only after the current answer
+ * has left.
+ *
+ * Answers: status line, headers and body leave in one system call: a body that fits is copied
+ * behind the head in the request's output buffer (most answers are a few hundred bytes) and
+ * sent with send(); a larger one is sent from the API's own allocation with sendmsg() and two
+ * iovecs, without copying it. What the socket does not take waits for EPOLLOUT. Sockets are edge-triggered; a read that
+ * returns less than it asked for means the socket is drained (a later byte raises a new edge),
+ * which saves the read that would return EAGAIN.
+ *
+ * Deadlines are kept by each loop thread, with no sweeper thread: every deadline of one kind is
+ * "now + the same constant", so a FIFO list per kind (idle, receiving, lingering) is ordered by
+ * deadline by construction and moving a connection is O(1); epoll_wait sleeps until the first
+ * head is due (at most FG_CONN_SWEEP_MS, for the refusal log). A request line
+ * must end within FG_CONN_TIMEOUT_S of the connection being ready for it, then its headers and
+ * body must arrive within FG_REQUEST_RECV_S_MAX; parked and streaming connections have no
+ * deadline. Memory of a connection is freed only at the end of a pass over the events, and
+ * only when it is not on a ready stack, so no event or late wake-up ever finds it freed.
+ *
+ * Closing: a connection closed after its answer (Connection: close, refused framing,
+ * HTTP/1.0) is half-closed and what it still sends is read and dropped for up to
+ * FG_EV_LINGER_MS, so the answer is not lost to a reset. A client that half-closes while its
+ * write is parked still gets the answer. Lines must end with CRLF (a bare LF is a control
+ * byte, refused). Refusals of malformed framing (request line, header line, Content-Length and
+ * chunk-size syntax, 414/431 past the read buffer, 505) are problem+json like every other
+ * and are logged as event=http_error.
  */
 #include "http/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http/ev_parse.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/log.h"
 
 #define FG_STREAM_BLOCK_BYTES     16384
 #define FG_BODY_DISCARD_BYTES_MAX (4 * FG_BODY_BYTES_MAX)
+#define FG_EV_LINGER_MS           2000 /* dropping what a client sends after a closing answer */
+#define FG_EV_EVENTS_MAX          256  /* epoll events taken per wake-up */
+#define FG_EV_POOL_MAX            256  /* idle read buffers and request contexts kept per thread */
+#define FG_EV_OUT_BYTES           1024 /* an answer's head, and its body when it fits behind */
+#define FG_EV_STEPS_MAX           64   /* state changes of one connection before others' turn */
+#define FG_EV_BACKLOG             4096 /* listen() backlog of each thread's socket */
+#define FG_EV_CHUNK_HEAD_BYTES    10   /* "%x\r\n" of a stream block: up to 8 hex digits */
+#define FG_EV_LOG_PATH_BYTES      128  /* of the path, in the log line */
+#define FG_EV_LOG_METHOD_BYTES    16
 
-/* Deadline values besides a time: not receiving a request (answering, parked, streaming), and
- * closed by the sweeper. */
-#define DEADLINE_OFF   0
-#define DEADLINE_FIRED (-1)
+_Static_assert(FG_STREAM_BLOCK_BYTES < (1 << 28), "a block's size fits its chunk head");
+_Static_assert(FG_URL_BYTES_MAX < FG_CONN_MEMORY_BYTES_MAX, "a long URL is seen whole");
 
-/* One open connection, from libmicrohttpd's "started" notification to its "closed" one. */
-typedef struct conn {
-    struct conn *prev, *next; /* in fg_http.conns, under conns_lock */
+#define NS_PER_S  1000000000LL
+#define NS_PER_MS 1000000LL
+
+/* Deadline lists: each connection is on exactly one. */
+enum { L_NONE, L_IDLE, L_RECV, L_LINGER, L_DEAD, L_COUNT };
+
+/* A connection's state. */
+enum {
+    C_HEAD,   /* reading a request head, or waiting for one */
+    C_BODY,   /* reading its body */
+    C_PARKED, /* its command waits for the writer */
+    C_SEND,   /* output is leaving: an answer, a stream's head or block, a 100 Continue */
+    C_STREAM, /* a stream answer: pulling its next block, or parked until it has one */
+    C_LINGER, /* the answer left and the write side is shut: dropping what still arrives */
+};
+
+/* What follows when the output has left. */
+enum { AFTER_BODY, AFTER_DONE, AFTER_STREAM, AFTER_STREAM_END };
+
+/* How an answer's body is framed. */
+enum { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE };
+
+typedef struct loop loop_t;
+typedef struct conn conn_t;
+
+/* One request, from its head to its answer having left. Pooled per thread; zeroed when taken. */
+typedef struct req {
+    struct req *pool_next;
+    fg_ev_head_t head;
+    size_t head_len; /* bytes of the head at the start of the read buffer */
+    size_t next;     /* where the next request starts in the read buffer, once the body ended */
+    bool chunked, close_after, keep_alive, is_head;
+    uint64_t body_left;    /* Content-Length bytes still to come */
+    size_t body_bytes;     /* received, kept or not (chunk framing included) */
+    fg_ev_chunked_t chunk; /* a chunked body's decoder */
+    fg_buf_t body;         /* a body that is not in the read buffer */
+    const char *body_data; /* the whole body, at dispatch */
+    size_t body_len;
+    fg_route_t route;
+    int status;
+    int64_t t0_ns;       /* monotonic: the request line ended */
+    int64_t admitted_ns; /* when handed to the writer */
+    char method[FG_EV_LOG_METHOD_BYTES];
+    char path[FG_EV_LOG_PATH_BYTES]; /* for the log line; empty when logs are quiet */
+    /* output: head_out[0..head_out_len) then body_out[0..body_out_len), out_off of it sent */
+    size_t head_out_len, body_out_len, out_off;
+    char *body_out;
+    bool body_out_owned;
+    int after;
+    fg_api_stream_t *stream;
+    char *block; /* a stream's block: chunk head, FG_STREAM_BLOCK_BYTES, CRLF */
+    fg_api_slot_t slot;
+    char head_out[FG_EV_OUT_BYTES]; /* last: not zeroed when the context is taken */
+} req_t;
+
+struct conn {
+    loop_t *loop;
+    conn_t *prev, *next; /* in loop->lists[list] */
+    conn_t *ready_next;  /* on loop->ready, while queued */
+    int64_t deadline_ns; /* monotonic; on the timed lists */
+    req_t *req;          /* NULL between requests */
+    char *rbuf;          /* NULL while idle with nothing buffered */
+    size_t rlen;         /* bytes in rbuf */
+    size_t scan;         /* where the search for the head's end resumes */
+    size_t lingered;     /* bytes dropped while lingering */
+    int64_t t0_ns;       /* the current request line ended */
     int fd;
-    _Atomic int64_t deadline_ns; /* monotonic; when its request must have arrived */
-} conn_t;
+    uint8_t state, list;
+    bool readable; /* edge seen and not drained */
+    bool rdhup;    /* the peer shut its write side */
+    bool gone;     /* hang-up or error: the peer is gone */
+    bool closed;   /* descriptor closed; memory freed at the end of the pass */
+    bool reqline;  /* the current request line has ended */
+    bool stream_parked;
+    atomic_bool queued; /* on the ready stack */
+    uint8_t family;
+    uint8_t addr[16];
+};
+
+struct loop {
+    fg_http_t *srv;
+    int epfd, lfd, efd;
+    pthread_t thread;
+    bool started;
+    /* written by other threads */
+    _Alignas(64) _Atomic(conn_t *) ready;
+    atomic_bool signalled;
+    /* the loop thread's own */
+    _Alignas(64) conn_t *head[L_COUNT], *tail[L_COUNT];
+    int64_t now_ns;
+    int64_t tick_ns; /* last refusal and slow-close log */
+    long slow_closed;
+    char *free_bufs; /* pooled read buffers, linked through their first bytes */
+    req_t *free_reqs;
+    int free_bufs_n, free_reqs_n;
+    time_t date_s;
+    char date[64]; /* "Date: ...\r\n" of date_s */
+};
 
 struct fg_http {
-    struct MHD_Daemon *d;
     fg_api_t *api;
     fg_http_metrics_t metrics;
-    atomic_long active;  /* requests between URI callback and completion */
     atomic_bool closing; /* refuse new connections */
+    atomic_bool stopping;
 
     /* admission of writes (admit) */
     atomic_long writing;             /* writes submitted and not yet answered by the writer */
@@ -69,43 +203,12 @@ struct fg_http {
     _Atomic int64_t admit_window_ns; /* monotonic start of the current window */
     int port;
     long connections_max; /* more are closed at accept */
-    unsigned threads;     /* loop threads */
-    atomic_bool warned_threads;
-    atomic_long refused; /* closed at accept since the last sweep, for the log */
-    pthread_mutex_t conns_lock;
-    conn_t *conns; /* every open connection */
-    pthread_t sweeper;
-    bool sweeper_running;
-    pthread_mutex_t stop_lock;
-    pthread_cond_t stop_cond; /* wakes the sweeper to stop */
-    bool stop;                /* under stop_lock */
+    unsigned threads;
+    atomic_long refused; /* closed at accept since the last log */
+    loop_t *loops;
 };
 
-enum { ST_RECV, ST_PARKED, ST_READY, ST_ANSWERED };
-
-typedef struct {
-    fg_http_t *srv;
-    struct MHD_Connection *conn;
-    conn_t *link; /* its connection; outlives the request */
-    char uri[FG_URL_BYTES_MAX + 1];
-    bool uri_too_long;
-    bool target_bad;  /* a byte HTTP does not allow in a request target */
-    bool close_after; /* a refused request: its connection cannot be trusted to frame the next */
-    fg_buf_t body;
-    size_t body_bytes; /* received, kept or not */
-    atomic_int state;
-    fg_route_t route;
-    int status;
-    int64_t t0_ns;
-    int64_t admitted_ns; /* when handed to the writer */
-    fg_api_slot_t slot;
-} req_t;
-
-typedef struct {
-    fg_api_stream_t *stream;
-    struct MHD_Connection *conn;
-    fg_http_t *srv;
-} stream_ctx_t;
+static _Thread_local loop_t *tl_loop; /* the loop this thread runs, if any */
 
 static fg_method_t parse_method(const char *m) {
     if (strcmp(m, "GET") == 0) return FG_GET;
@@ -115,341 +218,353 @@ static fg_method_t parse_method(const char *m) {
     return FG_OTHER;
 }
 
+/* ---------------------------------------------------------------- lists and pools */
+
+static void list_unlink(loop_t *l, conn_t *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head[c->list] = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail[c->list] = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Appends c, on no list, to `list` with a deadline `after_ns` from now: every deadline on a
+ * list is now + that list's constant, so appending keeps it ordered. */
+static void list_append(conn_t *c, int list, int64_t after_ns) {
+    loop_t *l = c->loop;
+    FG_ASSERT(l->tail[list] == NULL || list == L_NONE || list == L_DEAD ||
+              l->tail[list]->deadline_ns <= l->now_ns + after_ns);
+    c->list = (uint8_t)list;
+    c->deadline_ns = l->now_ns + after_ns;
+    c->prev = l->tail[list];
+    if (c->prev)
+        c->prev->next = c;
+    else
+        l->head[list] = c;
+    l->tail[list] = c;
+}
+
+static void list_put(conn_t *c, int list, int64_t after_ns) {
+    list_unlink(c->loop, c);
+    list_append(c, list, after_ns);
+}
+
+static char *buf_get(loop_t *l) {
+    char *b = l->free_bufs;
+    if (b == NULL) return malloc(FG_CONN_MEMORY_BYTES_MAX);
+    memcpy(&l->free_bufs, b, sizeof(char *));
+    l->free_bufs_n--;
+    return b;
+}
+
+static void buf_put(loop_t *l, char *b) {
+    if (b == NULL) return;
+    if (l->free_bufs_n >= FG_EV_POOL_MAX) {
+        free(b);
+        return;
+    }
+    memcpy(b, &l->free_bufs, sizeof(char *));
+    l->free_bufs = b;
+    l->free_bufs_n++;
+}
+
+static req_t *req_get(loop_t *l) {
+    req_t *r = l->free_reqs;
+    if (r != NULL) {
+        l->free_reqs = r->pool_next;
+        l->free_reqs_n--;
+    } else if ((r = malloc(sizeof *r)) == NULL) {
+        return NULL;
+    }
+    memset(r, 0, offsetof(req_t, head_out));
+    fg_buf_init(&r->body, FG_BODY_BYTES_MAX);
+    return r;
+}
+
+/* Frees what a request owns and pools its context. Its command is finished (answered, or never
+ * submitted): nothing else refers to it. */
+static void req_put(loop_t *l, req_t *r) {
+    fg_api_slot_release(&r->slot);
+    free(r->slot.cmd.body);
+    free(r->slot.cmd.idem_body);
+    fg_buf_free(&r->body);
+    if (r->body_out_owned) free(r->body_out);
+    if (r->stream != NULL) {
+        fg_api_stream_free(r->stream);
+        atomic_fetch_sub(&l->srv->metrics.streams, 1);
+    }
+    free(r->block);
+    if (l->free_reqs_n >= FG_EV_POOL_MAX) {
+        free(r);
+        return;
+    }
+    r->pool_next = l->free_reqs;
+    l->free_reqs = r;
+    l->free_reqs_n++;
+}
+
+/* ---------------------------------------------------------------- ready stack */
+
+/* Queues c for its loop thread; any thread. The first push after the thread took the stack
+ * writes its eventfd; later ones find it signalled. A push from the loop thread itself needs no
+ * wake-up: the thread looks at the stack after every pass. */
+static void ready_push(conn_t *c) {
+    if (atomic_exchange(&c->queued, true)) return;
+    loop_t *l = c->loop;
+    conn_t *top = atomic_load_explicit(&l->ready, memory_order_relaxed);
+    do {
+        c->ready_next = top;
+    } while (!atomic_compare_exchange_weak_explicit(&l->ready, &top, c, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    /* A plain load first: while the thread is signalled (most pushes of a batch) the flag's
+     * cache line is only read. Both are sequentially consistent with the thread's clearing of
+     * the flag and its taking of the stack, so a push the thread may miss always finds the
+     * flag cleared and signals. */
+    if (tl_loop == l || atomic_load(&l->signalled) || atomic_exchange(&l->signalled, true)) return;
+    uint64_t one = 1;
+    ssize_t n = write(l->efd, &one, sizeof one);
+    (void)n; /* an eventfd write fails only when its counter is full: it is then signalled */
+}
+
+/* ---------------------------------------------------------------- closing */
+
+/* Closes the descriptor and frees what the connection holds but its own memory, which waits
+ * for the end of the pass (bury). A parked connection is never closed: the writer answers it. */
+static void conn_close(conn_t *c) {
+    if (c->closed) return;
+    loop_t *l = c->loop;
+    FG_ASSERT(c->state != C_PARKED);
+    c->closed = true;
+    close(c->fd);
+    if (c->req != NULL) req_put(l, c->req);
+    c->req = NULL;
+    buf_put(l, c->rbuf);
+    c->rbuf = NULL;
+    list_put(c, L_DEAD, 0);
+    atomic_fetch_sub(&l->srv->metrics.connections, 1);
+}
+
+/* Frees closed connections that no ready stack holds. */
+static void bury(loop_t *l) {
+    for (conn_t *c = l->head[L_DEAD]; c != NULL;) {
+        conn_t *next = c->next;
+        if (!atomic_load(&c->queued)) {
+            list_unlink(l, c);
+            free(c);
+        }
+        c = next;
+    }
+}
+
 /* ---------------------------------------------------------------- answers */
 
-static void account(req_t *r, const char *method, int status) {
-    fg_http_t *h = r->srv;
+static void account(req_t *r, fg_http_t *h, int status) {
     r->status = status;
     atomic_fetch_add_explicit(&h->metrics.requests[r->route][fg_status_slot(status)], 1,
                               memory_order_relaxed);
     double secs = (double)(fg_clock_mono_ns() - r->t0_ns) / 1e9;
     fg_hist_observe(&h->metrics.request_seconds, secs);
-    if (!fg_log_quiet()) {
-        char path[128];
-        const char *q = strchr(r->uri, '?');
-        size_t n = q ? (size_t)(q - r->uri) : strlen(r->uri);
-        if (n >= sizeof path) n = sizeof path - 1;
-        memcpy(path, r->uri, n);
-        path[n] = '\0';
-        FG_LOG_INFO("event=request method=%s path=\"%s\" route=%s status=%d us=%.0f", method, path,
-                    fg_route_name(r->route), status, secs * 1e6);
+    if (!fg_log_quiet())
+        FG_LOG_INFO("event=request method=%s path=\"%s\" route=%s status=%d us=%.0f", r->method,
+                    r->path, fg_route_name(r->route), status, secs * 1e6);
+}
+
+static const char *reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
     }
 }
 
-static enum MHD_Result send_body(req_t *r, const char *method, int status, char *body,
-                                 const char *type, int retry_after_s, const char *allow) {
-    size_t len = body ? strlen(body) : 0;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, body ? body : (void *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (resp == NULL) {
-        free(body);
-        return MHD_NO;
+/* "Date: <IMF-fixdate>\r\n", formatted once a second per thread (no locale: fixed names). */
+static const char *date_line(loop_t *l) {
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec != l->date_s || l->date[0] == '\0') {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(l->date, sizeof l->date, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        l->date_s = ts.tv_sec;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return l->date;
+}
+
+/* Appends to the head being built; the head's size is checked once at the end. */
+typedef struct {
+    char *p, *end;
+} put_t;
+
+static void put_str(put_t *o, const char *s) {
+    size_t n = strlen(s);
+    if ((size_t)(o->end - o->p) < n) {
+        o->p = o->end;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
+}
+
+static void put_u64(put_t *o, uint64_t v) {
+    char d[24];
+    int n = 0;
+    do {
+        d[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0 && o->p < o->end)
+        *o->p++ = d[--n];
+}
+
+/* Writes the status line and headers of an answer into r->head_out. */
+static void build_head(loop_t *l, req_t *r, int status, const char *type, size_t body_len,
+                       int framing, int retry_after_s, const char *allow) {
+    put_t o = {r->head_out, r->head_out + sizeof r->head_out};
+    bool closing = r->close_after || !r->keep_alive || framing == FRAME_CLOSE;
+    put_str(&o, "HTTP/1.1 ");
+    put_u64(&o, (uint64_t)status);
+    put_str(&o, " ");
+    put_str(&o, reason(status));
+    put_str(&o, "\r\nContent-Type: ");
+    put_str(&o, type);
+    if (framing == FRAME_LENGTH) {
+        put_str(&o, "\r\nContent-Length: ");
+        put_u64(&o, body_len);
+    } else if (framing == FRAME_CHUNKED) {
+        put_str(&o, "\r\nTransfer-Encoding: chunked");
+    }
+    put_str(&o, "\r\nCache-Control: no-store\r\n");
     if (retry_after_s > 0) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", retry_after_s);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+        put_str(&o, "Retry-After: ");
+        put_u64(&o, (uint64_t)retry_after_s);
+        put_str(&o, "\r\n");
     }
-    if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    if (r->close_after) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    atomic_store(&r->state, ST_ANSWERED);
-    account(r, method, status);
-    return rc;
+    if (allow != NULL) {
+        put_str(&o, "Allow: ");
+        put_str(&o, allow);
+        put_str(&o, "\r\n");
+    }
+    if (closing)
+        put_str(&o, "Connection: close\r\n");
+    else if (r->head.minor_version == 0)
+        put_str(&o, "Connection: keep-alive\r\n");
+    put_str(&o, date_line(l));
+    put_str(&o, "\r\n");
+    /* every part is short and bounded (types and Allow are static strings) */
+    FG_ASSERT(o.p < o.end);
+    r->head_out_len = (size_t)(o.p - r->head_out);
+    if (closing) r->close_after = true;
 }
 
-static enum MHD_Result send_answer(req_t *r, const char *method, fg_api_answer_t *ans) {
-    char *body = ans->body;
-    ans->body = NULL;
+static void output(conn_t *c, int after) {
+    c->req->out_off = 0;
+    c->req->after = after;
+    c->state = C_SEND;
+}
+
+/* Queues a complete answer; takes `body` (malloc'd, or static when !owned). */
+static void send_body(conn_t *c, int status, char *body, bool owned, const char *type,
+                      int retry_after_s, const char *allow) {
+    req_t *r = c->req;
+    size_t len = body != NULL ? strlen(body) : 0;
+    build_head(c->loop, r, status, type, len, FRAME_LENGTH, retry_after_s, allow);
+    if (r->is_head) { /* the head says how long the body would be; the body stays */
+        if (owned) free(body);
+        body = NULL;
+        len = 0;
+    }
+    if (len > 0 && len <= sizeof r->head_out - r->head_out_len) {
+        /* small (most answers): behind the head, so one send() takes both */
+        memcpy(r->head_out + r->head_out_len, body, len);
+        r->head_out_len += len;
+        if (owned) free(body);
+        body = NULL;
+        len = 0;
+    }
+    r->body_out = body;
+    r->body_out_len = len;
+    r->body_out_owned = owned && body != NULL;
+    output(c, AFTER_DONE);
+    account(r, c->loop->srv, status);
+}
+
+static void send_answer(conn_t *c, fg_api_answer_t *ans) {
     const char *type = ans->content_type ? ans->content_type
                        : ans->code       ? "application/problem+json"
                                          : "application/json";
-    return send_body(r, method, ans->status, body, type, ans->retry_after_s, ans->allow);
+    send_body(c, ans->status, ans->body, true, type, ans->retry_after_s, ans->allow);
+    ans->body = NULL;
 }
 
-static enum MHD_Result send_cmd(req_t *r, const char *method) {
-    fg_cmd_t *cmd = &r->slot.cmd;
+static void send_cmd(conn_t *c) {
+    fg_cmd_t *cmd = &c->req->slot.cmd;
     char *body = cmd->body;
     cmd->body = NULL;
     const char *type = cmd->content_type ? cmd->content_type
                        : cmd->code       ? "application/problem+json"
                                          : "application/json";
     int retry = cmd->status == 503 || cmd->status == 429 ? FG_RETRY_AFTER_S : 0;
-    return send_body(r, method, cmd->status, body, type, retry, NULL);
+    send_body(c, cmd->status, body, true, type, retry, NULL);
 }
 
-static enum MHD_Result send_problem(req_t *r, const char *method, int status, const char *code,
-                                    const char *detail) {
+static void send_problem(conn_t *c, int status, const char *code, const char *detail) {
     fg_api_answer_t ans = {0};
     fg_api_problem(&ans, status, code, "%s", detail);
-    return send_answer(r, method, &ans);
+    send_answer(c, &ans);
 }
 
-/* ---------------------------------------------------------------- streams */
-
-static void park(void *ctx) {
-    MHD_suspend_connection(((stream_ctx_t *)ctx)->conn);
-}
-static void unpark(void *ctx) {
-    MHD_resume_connection(((stream_ctx_t *)ctx)->conn);
-}
-
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    stream_ctx_t *sc = cls;
-    ssize_t n = fg_api_stream_read(sc->stream, buf, max, park, unpark, sc);
-    if (n < 0) return MHD_CONTENT_READER_END_OF_STREAM;
-    return n;
-}
-
-static void stream_free(void *cls) {
-    stream_ctx_t *sc = cls;
-    fg_api_stream_free(sc->stream);
-    atomic_fetch_sub(&sc->srv->metrics.streams, 1);
-    free(sc);
-}
-
-static enum MHD_Result send_stream(req_t *r, const char *method, fg_api_answer_t *ans) {
-    stream_ctx_t *sc = calloc(1, sizeof *sc);
-    if (sc == NULL) {
-        fg_api_stream_free(ans->stream);
-        return send_problem(r, method, 503, "overloaded", "out of memory");
+/* A request whose framing cannot be read (request line, header line, Content-Length or
+ * chunk-size syntax, a head past the read buffer, another HTTP version): problem+json as every
+ * other refusal, and the connection closes, since where the next request starts is unknown. */
+static void send_malformed(conn_t *c, int status, const char *detail) {
+    if (c->req == NULL && (c->req = req_get(c->loop)) == NULL) {
+        conn_close(c);
+        return;
     }
-    sc->stream = ans->stream;
-    sc->conn = r->conn;
-    sc->srv = r->srv;
-    atomic_fetch_add(&r->srv->metrics.streams, 1);
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, FG_STREAM_BLOCK_BYTES, stream_reader, sc, stream_free);
-    if (resp == NULL) {
-        stream_free(sc);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ans->content_type);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)ans->status, resp);
-    MHD_destroy_response(resp);
-    atomic_store(&r->state, ST_ANSWERED);
-    account(r, method, ans->status);
-    return rc;
+    req_t *r = c->req;
+    if (r->t0_ns == 0) r->t0_ns = c->loop->now_ns;
+    r->close_after = true;
+    list_put(c, L_NONE, 0);
+    FG_LOG_WARN("event=http_error status=%d detail=\"%s\"", status, detail);
+    const char *code = status == 413   ? "body_too_large"
+                       : status == 505 ? "not_implemented"
+                                       : "invalid_field";
+    send_problem(c, status, code, detail);
 }
 
-/* ---------------------------------------------------------------- slow clients */
+/* ---------------------------------------------------------------- admission */
 
-#define NS_PER_S  1000000000LL
-#define NS_PER_MS 1000000LL
-
-/* Moves a connection's deadline (DEADLINE_OFF to clear it). False when the sweeper has already
- * closed the connection: what it was receiving must then be dropped. A connection that could not
- * be tracked (out of memory at accept) has only libmicrohttpd's idle timeout. */
-static bool deadline_move(conn_t *k, int64_t to_ns) {
-    if (k == NULL) return true;
-    int64_t cur = atomic_load(&k->deadline_ns);
-    while (cur != DEADLINE_FIRED && !atomic_compare_exchange_weak(&k->deadline_ns, &cur, to_ns))
-        continue;
-    return cur != DEADLINE_FIRED;
-}
-
-static bool deadline_fired(const conn_t *k) {
-    return k != NULL && atomic_load(&k->deadline_ns) == DEADLINE_FIRED;
-}
-
-static void conn_track(fg_http_t *h, struct MHD_Connection *c, void **socket_context) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    conn_t *k = ci != NULL ? calloc(1, sizeof *k) : NULL;
-    *socket_context = k;
-    if (k == NULL) return;
-    k->fd = ci->connect_fd;
-    atomic_init(&k->deadline_ns, fg_clock_mono_ns() + FG_CONN_TIMEOUT_S * NS_PER_S);
-    pthread_mutex_lock(&h->conns_lock);
-    k->next = h->conns;
-    if (h->conns != NULL) h->conns->prev = k;
-    h->conns = k;
-    pthread_mutex_unlock(&h->conns_lock);
-}
-
-/* libmicrohttpd closes the descriptor only after this returns, so while a connection is listed
- * (under conns_lock) its descriptor cannot have been reused by another connection. */
-static void conn_untrack(fg_http_t *h, conn_t *k) {
-    if (k == NULL) return;
-    pthread_mutex_lock(&h->conns_lock);
-    if (k->prev != NULL)
-        k->prev->next = k->next;
-    else
-        h->conns = k->next;
-    if (k->next != NULL) k->next->prev = k->prev;
-    pthread_mutex_unlock(&h->conns_lock);
-    free(k);
-}
-
-/* Closes every connection past its deadline and returns how many. shutdown(), not close():
- * libmicrohttpd owns the descriptor; it sees end-of-file, and frees the connection itself. No
- * answer is sent (libmicrohttpd cannot answer a request it has not fully read, and writing from
- * this thread could interleave with its own writes). */
-static int sweep(fg_http_t *h, int64_t now_ns) {
-    int closed = 0;
-    pthread_mutex_lock(&h->conns_lock);
-    for (conn_t *k = h->conns; k != NULL; k = k->next) {
-        int64_t d = atomic_load(&k->deadline_ns);
-        if (d <= DEADLINE_OFF || d > now_ns) continue;
-        if (!atomic_compare_exchange_strong(&k->deadline_ns, &d, DEADLINE_FIRED)) continue;
-        shutdown(k->fd, SHUT_RDWR);
-        closed++;
-    }
-    pthread_mutex_unlock(&h->conns_lock);
-    return closed;
-}
-
-static void *sweeper_main(void *arg) {
-    fg_http_t *h = arg;
-    pthread_mutex_lock(&h->stop_lock);
-    while (!h->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        int64_t ns = until.tv_nsec + FG_CONN_SWEEP_MS * NS_PER_MS;
-        until.tv_sec += (time_t)(ns / NS_PER_S);
-        until.tv_nsec = (long)(ns % NS_PER_S);
-        pthread_cond_timedwait(&h->stop_cond, &h->stop_lock, &until);
-        if (h->stop) break;
-        pthread_mutex_unlock(&h->stop_lock);
-        int closed = sweep(h, fg_clock_mono_ns());
-        if (closed > 0) FG_LOG_WARN("event=slow_requests_closed count=%d", closed);
-        long refused = atomic_exchange(&h->refused, 0);
-        if (refused > 0)
-            FG_LOG_WARN("event=connections_refused count=%ld connections_max=%ld", refused,
-                        h->connections_max);
-        pthread_mutex_lock(&h->stop_lock);
-    }
-    pthread_mutex_unlock(&h->stop_lock);
-    return NULL;
-}
-
-/* ---------------------------------------------------------------- request checks */
-
-typedef struct {
-    int status; /* 0: the request may go on */
-    const char *code;
-    const char *detail;
-} refusal_t;
-
-/* The headers that frame a request, counted, and whether any name or value has a forbidden
- * byte. libmicrohttpd looks up only the first of a repeated header. */
-typedef struct {
-    int content_length;
-    int transfer_encoding;
-    int host;
-    const char *coding; /* the first Transfer-Encoding value */
-    bool bad_byte;
-} head_t;
-
-/* RFC 9110 5.6.2: what a method or a header name is made of. */
-static bool is_token(const char *s, size_t n) {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        bool alnum =
-            (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-        if (!alnum && (ch == '\0' || strchr(extra, ch) == NULL)) return false;
-    }
-    return n > 0;
-}
-
-/* RFC 9110 5.5: a field value has no control byte but tab (obs-text, 0x80-0xff, is allowed). A
- * NUL never gets here: libmicrohttpd ends the value at it. */
-static bool is_field_value(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return false;
-    }
-    return true;
-}
-
-/* RFC 9112 3.2: a request target is visible ASCII; anything else must be percent-encoded.
- * libmicrohttpd takes the target up to the last space of the line, so it may hold spaces. */
-static bool is_target(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch >= 0x7f) return false;
-    }
-    return n > 0;
-}
-
-static bool is_known_method(const char *m) {
-    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
-                                        "CONNECT", "OPTIONS", "TRACE", "PATCH"};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(m, known[i]) == 0) return true;
-    return false;
-}
-
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    size_t key_size, const char *value, size_t value_size) {
-    head_t *hd = cls;
-    if (!is_token(key, key_size) || !is_field_value(value, value_size)) hd->bad_byte = true;
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) hd->content_length++;
-    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) hd->host++;
-    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0 && hd->transfer_encoding++ == 0)
-        hd->coding = value;
-    return MHD_YES;
-}
-
-/* What libmicrohttpd 0.9.75 lets through but floodgate refuses. Framing first: with both
- * Content-Length and Transfer-Encoding libmicrohttpd reads chunked and ignores the length, with
- * two lengths it takes the first, and with a coding other than chunked it reads the body until
- * the client closes; a proxy in front that frames the same bytes differently would let a second,
- * hidden request through (RFC 9112 6.1 and 6.3, "request smuggling"). */
-static refusal_t check_request(const req_t *r, struct MHD_Connection *c, const char *method,
-                               const char *version) {
-    head_t hd = {0};
-    MHD_get_connection_values_n(c, MHD_HEADER_KIND, count_header, &hd);
-    bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
-    /* The API's codes are fixed (docs/api.md): a malformed message is a bad field of it, and
-     * the detail names which. */
-    const char *bad = "invalid_field";
-    if (!is_token(method, strlen(method)))
-        return (refusal_t){400, bad, "the method is not a token"};
-    if (r->target_bad)
-        return (refusal_t){400, bad, "the request target has a space, control or non-ASCII byte"};
-    if (hd.bad_byte)
-        return (refusal_t){400, bad, "a header name is not a token, or a value has a control byte"};
-    if (hd.host > 1 || (hd.host == 0 && !http10))
-        return (refusal_t){400, bad, "an HTTP/1.1 request needs exactly one Host header"};
-    if (hd.transfer_encoding > 0 && hd.content_length > 0)
-        return (refusal_t){400, bad, "Content-Length and Transfer-Encoding together"};
-    if (hd.content_length > 1) return (refusal_t){400, bad, "more than one Content-Length"};
-    if (hd.transfer_encoding > 1) return (refusal_t){400, bad, "more than one Transfer-Encoding"};
-    if (hd.transfer_encoding > 0 && http10)
-        return (refusal_t){400, bad, "Transfer-Encoding in an HTTP/1.0 request"};
-    if (hd.coding != NULL && strcasecmp(hd.coding, "chunked") != 0)
-        return (refusal_t){501, "not_implemented",
-                           "only the chunked transfer coding is implemented"};
-    if (!is_known_method(method))
-        return (refusal_t){501, "not_implemented", "the method is not implemented"};
-    return (refusal_t){0};
-}
-
-/* ---------------------------------------------------------------- dispatch */
-
-/* Buyers' writes are admitted by a latency target, not only up to FG_PARKED_MAX. A write waits
- * at the writer behind the ones submitted before it, so the number in flight sets the wait. The
- * limit on that number adapts to the wait it causes (additive increase, multiplicative decrease,
- * as TCP does with its window): each FG_ADMIT_WINDOW_MS, if the longest wait at the writer
- * passed FG_ADMIT_WAIT_US_TARGET the limit shrinks by a quarter, else, if writes pressed against
- * it, it grows by FG_ADMIT_STEP. Past capacity the excess is answered 503 with Retry-After at
- * once, on this thread, with no batch and no disk work, and what is admitted waits about the
- * target however much arrives. The limit is not derived from the writer's rate: with group
- * commit the rate grows with what is queued, so a limit of rate x target would shrink the
- * batches, then the rate, then itself. The wait counted ends when the writer answers, not when
- * the answer leaves: a loop thread slow to send (a busy CPU) must not make the writer look slow.
- * FG_ADMIT_MIN, above the writer's largest batches (500 to 700 measured), keeps a light or
- * CPU-bound server from refusing: when the loop threads, not the writer, are what is short, a
- * shed request costs them nearly what an accepted one does, and a closed-loop client sends it
- * again at once, so shedding would only lower throughput (measured: 9,000 holds/s with a limit of
- * 64 at 1,024 connections, 45,000 without). Operators' writes (a pause in the
- * middle of a flood) are held only to FG_PARKED_MAX. */
+/* Buyers' writes are admitted by a latency target, not only up to FG_PARKED_MAX
+ * (docs/reliability.md, "Overload"). Past the limit a buyer's write is answered 503 at once,
+ * on this thread, with no batch and no disk work; operators' writes are held only to
+ * FG_PARKED_MAX. */
 static bool admit(fg_http_t *h, bool buyer) {
     fg_http_metrics_t *m = &h->metrics;
     if (atomic_fetch_add(&m->parked, 1) >= FG_PARKED_MAX) goto parked_full;
@@ -489,214 +604,691 @@ static void admit_done(fg_http_t *h, int64_t wait_ns) {
     atomic_store_explicit(&h->writing_max, max, memory_order_relaxed);
 }
 
+/* The writer's done callback, on the writer's (or commit) thread: no socket here. */
 static void cmd_done(fg_cmd_t *cmd) {
-    req_t *r = cmd->ctx;
-    /* before the resume: r may be freed once resumed */
-    admit_done(r->srv, fg_clock_mono_ns() - r->admitted_ns);
-    atomic_store_explicit(&r->state, ST_READY, memory_order_release);
-    MHD_resume_connection(r->conn);
+    conn_t *c = cmd->ctx;
+    admit_done(c->loop->srv, fg_clock_mono_ns() - c->req->admitted_ns);
+    ready_push(c); /* the last touch: the loop thread may answer and reuse c at once */
 }
 
-static const char *header(struct MHD_Connection *c, const char *name) {
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+/* ---------------------------------------------------------------- streams */
+
+/* park runs on the loop thread, inside fg_api_stream_read; unpark on any thread. */
+static void stream_park(void *ctx) {
+    ((conn_t *)ctx)->stream_parked = true;
+}
+static void stream_unpark(void *ctx) {
+    ready_push(ctx);
 }
 
-static void client_ip(struct MHD_Connection *c, char *out, size_t cap) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+static void send_stream(conn_t *c, fg_api_answer_t *ans) {
+    req_t *r = c->req;
+    r->block = malloc(FG_EV_CHUNK_HEAD_BYTES + FG_STREAM_BLOCK_BYTES + 2);
+    if (r->block == NULL) {
+        fg_api_stream_free(ans->stream);
+        free(ans->body);
+        send_problem(c, 503, "overloaded", "out of memory");
+        return;
+    }
+    r->stream = ans->stream;
+    free(ans->body);
+    atomic_fetch_add(&c->loop->srv->metrics.streams, 1);
+    /* HTTP/1.0 has no chunked coding: the body ends when the connection does */
+    int framing = r->head.minor_version == 0 ? FRAME_CLOSE : FRAME_CHUNKED;
+    build_head(c->loop, r, ans->status, ans->content_type, 0, framing, 0, NULL);
+    r->body_out = NULL;
+    r->body_out_len = 0;
+    output(c, r->is_head ? AFTER_DONE : AFTER_STREAM);
+    account(r, c->loop->srv, ans->status);
+}
+
+/* Pulls the stream's next block (state C_STREAM). False when it parked. */
+static bool stream_pull(conn_t *c) {
+    req_t *r = c->req;
+    if (c->rdhup || c->gone) { /* the client went away */
+        conn_close(c);
+        return false;
+    }
+    char *data = r->block + FG_EV_CHUNK_HEAD_BYTES;
+    ssize_t n =
+        fg_api_stream_read(r->stream, data, FG_STREAM_BLOCK_BYTES, stream_park, stream_unpark, c);
+    bool chunked = r->head.minor_version == 1;
+    if (n == 0) {
+        FG_ASSERT(c->stream_parked);
+        return false;
+    }
+    if (n < 0) {
+        r->body_out = chunked ? (char *)"0\r\n\r\n" : NULL;
+        r->body_out_len = chunked ? 5 : 0;
+        r->body_out_owned = false;
+        r->head_out_len = 0;
+        output(c, AFTER_STREAM_END);
+        return true;
+    }
+    FG_ASSERT((size_t)n <= FG_STREAM_BLOCK_BYTES);
+    char *start = data;
+    if (chunked) {
+        char hex[FG_EV_CHUNK_HEAD_BYTES + 1];
+        int hl = snprintf(hex, sizeof hex, "%zx\r\n", (size_t)n);
+        FG_ASSERT(hl > 0 && hl <= FG_EV_CHUNK_HEAD_BYTES);
+        start = data - hl;
+        memcpy(start, hex, (size_t)hl);
+        memcpy(data + n, "\r\n", 2);
+    }
+    r->body_out = start;
+    r->body_out_len = (size_t)(data + n - start) + (chunked ? 2 : 0);
+    r->body_out_owned = false;
+    r->head_out_len = 0;
+    output(c, AFTER_STREAM);
+    return true;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static void client_ip(const conn_t *c, char *out, size_t cap) {
     out[0] = '\0';
-    if (ci == NULL || ci->client_addr == NULL) return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-                  (socklen_t)cap);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)cap);
+    if (c->family == AF_INET || c->family == AF_INET6)
+        inet_ntop(c->family, c->addr, out, (socklen_t)cap);
 }
 
-static enum MHD_Result dispatch(req_t *r, const char *method) {
-    char path[FG_URL_BYTES_MAX + 1], ip[64];
-    memcpy(path, r->uri, sizeof path);
-    char *q = strchr(path, '?');
+/* The read buffer is not needed while a write is parked unless the next request's bytes are in
+ * it: the API has copied what it keeps. Parked writes then hold no read buffer. */
+static void park(conn_t *c) {
+    req_t *r = c->req;
+    c->state = C_PARKED;
+    list_put(c, L_NONE, 0);
+    if (r->next == c->rlen) {
+        buf_put(c->loop, c->rbuf);
+        c->rbuf = NULL;
+        c->rlen = r->next = 0;
+    }
+}
+
+/* The whole request has arrived: the API answers it, streams it, or runs it on the writer. */
+static void dispatch(conn_t *c) {
+    req_t *r = c->req;
+    fg_http_t *h = c->loop->srv;
+    char *q = strchr(r->head.target, '?');
     if (q) *q++ = '\0';
-    client_ip(r->conn, ip, sizeof ip);
+    char ip[64];
+    client_ip(c, ip, sizeof ip);
+    const char *const *v = r->head.value;
     fg_api_request_t rq = {
-        .method = parse_method(method),
-        .path = path,
+        .method = parse_method(r->head.method),
+        .path = r->head.target,
         .query = q ? q : "",
-        .authorization = header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION),
-        .idempotency_key = header(r->conn, "Idempotency-Key"),
-        .signature = header(r->conn, "Floodgate-Signature"),
-        .last_event_id = header(r->conn, "Last-Event-ID"),
-        .body = r->body.data ? r->body.data : "",
-        .body_len = r->body.len,
+        .authorization = v[FG_EV_H_AUTHORIZATION],
+        .idempotency_key = v[FG_EV_H_IDEMPOTENCY_KEY],
+        .signature = v[FG_EV_H_SIGNATURE],
+        .last_event_id = v[FG_EV_H_LAST_EVENT_ID],
+        .body = r->body_data ? r->body_data : "",
+        .body_len = r->body_len,
         .client_ip = ip,
     };
     fg_api_answer_t ans = {0};
-    fg_answer_kind_t kind = fg_api_handle(r->srv->api, &rq, &r->slot, &ans, &r->route);
-    if (kind == FG_ANSWER_NOW) return send_answer(r, method, &ans);
-    if (kind == FG_ANSWER_STREAM) return send_stream(r, method, &ans);
-    if (!admit(r->srv, strncmp(path, "/admin/", 7) != 0))
-        return send_problem(r, method, 503, "overloaded", "too many requests in flight; retry");
+    fg_answer_kind_t kind = fg_api_handle(h->api, &rq, &r->slot, &ans, &r->route);
+    if (kind == FG_ANSWER_NOW) {
+        send_answer(c, &ans);
+        return;
+    }
+    if (kind == FG_ANSWER_STREAM) {
+        send_stream(c, &ans);
+        return;
+    }
+    if (!admit(h, strncmp(rq.path, "/admin/", 7) != 0)) {
+        send_problem(c, 503, "overloaded", "too many requests in flight; retry");
+        return;
+    }
     r->slot.cmd.done = cmd_done;
-    r->slot.cmd.ctx = r;
+    r->slot.cmd.ctx = c;
     r->admitted_ns = fg_clock_mono_ns();
-    atomic_store(&r->state, ST_PARKED);
-    MHD_suspend_connection(r->conn);
-    if (!fg_api_submit(r->srv->api, &r->slot)) {
-        /* Resume at once with 503; the ST_READY path counts the parked request down. */
-        atomic_fetch_sub(&r->srv->writing, 1);
-        fg_api_answer_t busy = {0};
-        fg_api_problem(&busy, 503, "overloaded", "the writer is busy or stopping; retry");
-        r->slot.cmd.status = busy.status;
-        r->slot.cmd.code = busy.code;
-        r->slot.cmd.body = busy.body;
-        atomic_store(&r->state, ST_READY);
-        MHD_resume_connection(r->conn);
+    park(c); /* before the submit: the writer's answer may come before it returns */
+    if (!fg_api_submit(h->api, &r->slot)) {
+        atomic_fetch_sub(&h->writing, 1);
+        atomic_fetch_sub(&h->metrics.parked, 1);
+        c->state = C_HEAD; /* not parked after all */
+        send_problem(c, 503, "overloaded", "the writer is busy or stopping; retry");
     }
-    return MHD_YES;
 }
 
-/* Answers on the call that has the headers, before any body is read; no deadline while the
- * answer leaves. */
-static enum MHD_Result answer_early(req_t *r, const char *method, refusal_t f) {
-    if (!deadline_move(r->link, DEADLINE_OFF)) return MHD_NO;
-    return send_problem(r, method, f.status, f.code, f.detail);
+/* The writer answered a parked request (from the ready stack). */
+static void deliver(conn_t *c) {
+    FG_ASSERT(c->state == C_PARKED);
+    atomic_fetch_sub(&c->loop->srv->metrics.parked, 1);
+    c->state = C_SEND;
+    send_cmd(c);
 }
 
-/* The first call for a request: its headers have arrived, its body (if any) has not. */
-static enum MHD_Result on_headers(req_t *r, struct MHD_Connection *c, const char *method,
-                                  const char *version) {
-    fg_buf_init(&r->body, FG_BODY_BYTES_MAX);
-    if (r->uri_too_long)
-        return answer_early(r, method, (refusal_t){414, "invalid_field", "URL too long"});
-    refusal_t f = check_request(r, c, method, version);
+/* ---------------------------------------------------------------- reading */
+
+/* Reads into the read buffer. > 0 bytes read; 0 when nothing is there now; -1 at end of input
+ * or on an error (the caller closes). The buffer is stored in the connection, which came from
+ * epoll's event data; gcc 12's analyzer does not follow that pointer and reports the buffer
+ * leaked. */
+FG_ANALYZER_OFF("-Wanalyzer-malloc-leak")
+static ssize_t conn_read(conn_t *c) {
+    if (c->rbuf == NULL) {
+        char *b = buf_get(c->loop);
+        if (b == NULL) return -1;
+        c->rbuf = b; /* the connection owns it: back to the pool when idle, or at close */
+    }
+    size_t space = FG_CONN_MEMORY_BYTES_MAX - c->rlen;
+    FG_ASSERT(space > 0);
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, space, 0);
+        if (n > 0) {
+            c->rlen += (size_t)n;
+            /* drained: a later byte raises a new edge (unless the end was seen: then the next
+             * read must return it) */
+            if ((size_t)n < space && !c->rdhup) c->readable = false;
+            return n;
+        }
+        if (n == 0) return -1;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->readable = false;
+            return 0;
+        }
+        return -1;
+    }
+}
+FG_ANALYZER_ON
+
+/* Reads more when the socket has more: true when bytes came, false when the caller must wait
+ * (or the connection closed). */
+static bool read_more(conn_t *c) {
+    if (!c->readable) return false;
+    ssize_t n = conn_read(c);
+    if (n < 0) conn_close(c);
+    return n > 0;
+}
+
+/* Answers before the body is read; a body on its way closes the connection after. */
+static void answer_early(conn_t *c, int status, const char *code, const char *detail) {
+    req_t *r = c->req;
+    if (r->chunked || r->body_left > 0) r->close_after = true;
+    list_put(c, L_NONE, 0);
+    send_problem(c, status, code, detail);
+}
+
+static bool wants_continue(const req_t *r, const conn_t *c) {
+    const char *e = r->head.value[FG_EV_H_EXPECT];
+    return e != NULL && r->head.minor_version == 1 && strcasecmp(e, "100-continue") == 0 &&
+           (r->chunked || r->body_left > 0) && c->rlen == r->head_len;
+}
+
+static void copy_for_log(req_t *r) {
+    snprintf(r->method, sizeof r->method, "%s", r->head.method);
+    if (fg_log_quiet()) return;
+    size_t n = strcspn(r->head.target, "?");
+    if (n >= sizeof r->path) n = sizeof r->path - 1;
+    for (size_t i = 0; i < n; i++) { /* no quote or control byte reaches the log */
+        unsigned char ch = (unsigned char)r->head.target[i];
+        r->path[i] = ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+    }
+    r->path[n] = '\0';
+}
+
+/* A head that cannot be parsed. */
+static void head_refused(conn_t *c, fg_ev_head_rc_t rc) {
+    switch (rc) {
+    case FG_EV_HEAD_DROP: conn_close(c); break;
+    case FG_EV_HEAD_TOO_BIG: send_malformed(c, 413, "Content-Length too large"); break;
+    case FG_EV_HEAD_VERSION: send_malformed(c, 505, "HTTP version not supported"); break;
+    default: send_malformed(c, 400, "malformed request line or header"); break;
+    }
+}
+
+/* The head is in rbuf[0..len): parse it, refuse it, or get ready for the body. */
+static void head_ready(conn_t *c, size_t len) {
+    req_t *r = c->req = req_get(c->loop);
+    if (r == NULL) {
+        conn_close(c);
+        return;
+    }
+    r->t0_ns = c->t0_ns;
+    r->head_len = r->next = len;
+    fg_ev_head_rc_t rc = fg_ev_head_parse(c->rbuf, len, &r->head);
+    if (rc != FG_EV_HEAD_OK) {
+        head_refused(c, rc);
+        return;
+    }
+    const fg_ev_head_t *hd = &r->head;
+    copy_for_log(r);
+    r->is_head = strcmp(hd->method, "HEAD") == 0;
+    r->keep_alive = hd->minor_version == 1 ? !fg_ev_connection_has(hd, "close")
+                                           : fg_ev_connection_has(hd, "keep-alive");
+    r->chunked = hd->count[FG_EV_H_TRANSFER_ENCODING] > 0;
+    r->body_left = hd->count[FG_EV_H_CONTENT_LENGTH] > 0 ? hd->content_length : 0;
+    fg_ev_chunked_init(&r->chunk);
+    fg_ev_refusal_t f = fg_ev_check(hd);
+    if (f.status != 0) r->close_after = true;
+    if (hd->target_len > FG_URL_BYTES_MAX)
+        f = (fg_ev_refusal_t){414, "invalid_field", "URL too long"};
+    else if (f.status == 0 && r->body_left > FG_BODY_BYTES_MAX)
+        f = (fg_ev_refusal_t){413, "body_too_large", "the body is over 64 KiB"};
     if (f.status != 0) {
-        r->close_after = true;
-        return answer_early(r, method, f);
+        answer_early(c, f.status, f.code, f.detail);
+        return;
     }
-    const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl != NULL && strtoull(cl, NULL, 10) > FG_BODY_BYTES_MAX)
-        return answer_early(r, method,
-                            (refusal_t){413, "body_too_large", "the body is over 64 KiB"});
-    return MHD_YES;
+    if ((r->chunked || r->body_left > 0) && len == FG_CONN_MEMORY_BYTES_MAX) {
+        send_malformed(c, 431, "no room for a body behind the headers");
+        return;
+    }
+    c->state = C_BODY;
+    if (wants_continue(r, c)) {
+        memcpy(r->head_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        r->head_out_len = 25;
+        r->body_out = NULL;
+        r->body_out_len = 0;
+        output(c, AFTER_BODY);
+    }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls) {
-    req_t *r = *con_cls;
-    if (r == NULL) return MHD_NO; /* the URI callback failed to allocate */
-    r->conn = c;
-    int st = atomic_load_explicit(&r->state, memory_order_acquire);
-    if (st == ST_READY) {
-        atomic_fetch_sub(&r->srv->metrics.parked, 1);
-        return send_cmd(r, method);
+/* C_HEAD: true when the state moved on. */
+static bool on_head(conn_t *c) {
+    loop_t *l = c->loop;
+    for (;;) {
+        if (c->rlen > 0) {
+            size_t skip = fg_ev_skip_lines(c->rbuf, c->rlen);
+            if (skip > 0) {
+                memmove(c->rbuf, c->rbuf + skip, c->rlen - skip);
+                c->rlen -= skip;
+                c->scan = 0;
+            }
+        }
+        size_t len = c->rlen > 0 ? fg_ev_head_end(c->rbuf, c->rlen, &c->scan) : 0;
+        if (!c->reqline && (len > 0 || (c->rlen > 0 && memmem(c->rbuf, c->rlen, "\r\n", 2)))) {
+            /* the request line is in: its headers and body have FG_REQUEST_RECV_S_MAX */
+            c->reqline = true;
+            c->t0_ns = l->now_ns;
+            list_put(c, L_RECV, FG_REQUEST_RECV_S_MAX * NS_PER_S);
+        }
+        if (len > 0) {
+            head_ready(c, len);
+            return !c->closed;
+        }
+        if (c->rlen == FG_CONN_MEMORY_BYTES_MAX) {
+            if (c->reqline)
+                send_malformed(c, 431, "request headers too large");
+            else
+                send_malformed(c, 414, "request line too long");
+            return !c->closed;
+        }
+        if (!read_more(c)) {
+            if (!c->closed && c->rlen == 0) { /* idle: the buffer goes back to the pool */
+                buf_put(l, c->rbuf);
+                c->rbuf = NULL;
+            }
+            return false;
+        }
     }
-    if (st != ST_RECV) return MHD_YES;
-    if (r->body.max == 0) return on_headers(r, c, method, version); /* first call */
-    if (*upload_data_size != 0) {
-        /* MHD cannot answer in the middle of an upload, so an oversized (chunked) body is read
-         * and dropped up to FG_BODY_DISCARD_BYTES_MAX, answered 413 at its end, and a longer one
-         * closes the connection. */
-        r->body_bytes += *upload_data_size;
-        if (!r->body.overflow) fg_buf_add(&r->body, upload_data, *upload_data_size);
-        *upload_data_size = 0;
-        if (deadline_fired(r->link)) return MHD_NO;
-        return r->body_bytes <= FG_BODY_DISCARD_BYTES_MAX ? MHD_YES : MHD_NO;
-    }
-    /* The whole request is here: from now on it is answered, not received. */
-    if (!deadline_move(r->link, DEADLINE_OFF)) return MHD_NO;
+}
+
+/* The body is complete. */
+static bool body_done(conn_t *c) {
+    req_t *r = c->req;
+    list_put(c, L_NONE, 0); /* from now on it is answered, not received */
     if (r->body.overflow)
-        return send_problem(r, method, 413, "body_too_large", "the body is over 64 KiB");
-    return dispatch(r, method);
+        send_problem(c, 413, "body_too_large", "the body is over 64 KiB");
+    else
+        dispatch(c);
+    return !c->closed;
 }
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
-    fg_http_t *h = cls;
-    req_t *r = calloc(1, sizeof *r);
-    if (r == NULL) return NULL;
-    r->srv = h;
-    r->conn = c;
-    r->t0_ns = fg_clock_mono_ns();
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    r->link = ci != NULL ? ci->socket_context : NULL;
-    /* The request line is in: its headers and body have FG_REQUEST_RECV_S_MAX from now. */
-    deadline_move(r->link, r->t0_ns + FG_REQUEST_RECV_S_MAX * NS_PER_S);
-    size_t n = strlen(uri);
-    r->target_bad = !is_target(uri, n);
-    if (n > FG_URL_BYTES_MAX) {
-        r->uri_too_long = true;
-        n = 0;
+/* Moves body bytes that arrived behind the head, rbuf[head_len..rlen), into the fg_buf, keeping
+ * what follows the body for the next request. Content-Length bodies only. */
+static void stage_length(conn_t *c) {
+    req_t *r = c->req;
+    size_t have = c->rlen - r->head_len;
+    size_t take = (uint64_t)have < r->body_left ? have : (size_t)r->body_left;
+    fg_buf_add(&r->body, c->rbuf + r->head_len, take);
+    r->body_left -= take;
+    r->body_bytes += take;
+    memmove(c->rbuf + r->head_len, c->rbuf + r->head_len + take, have - take);
+    c->rlen -= take;
+}
+
+/* A chunked body: decodes what arrived behind the head into the fg_buf (dropping past
+ * FG_BODY_BYTES_MAX, closing past FG_BODY_DISCARD_BYTES_MAX). True when it ended;
+ * false when more is needed or the connection was refused or closed (then c->state moved). */
+static bool stage_chunked(conn_t *c) {
+    req_t *r = c->req;
+    char *at = c->rbuf + r->head_len;
+    size_t used = 0, data = 0;
+    fg_ev_chunked_rc_t rc =
+        fg_ev_chunked_decode(&r->chunk, at, c->rlen - r->head_len, &used, &data);
+    if (!r->body.overflow) fg_buf_add(&r->body, at, data);
+    r->body_bytes += used;
+    memmove(at, at + used, c->rlen - r->head_len - used);
+    c->rlen -= used;
+    if (rc == FG_EV_CHUNKED_BAD)
+        send_malformed(c, 400, "malformed chunked body");
+    else if (rc == FG_EV_CHUNKED_TOO_BIG)
+        send_malformed(c, 413, "chunk size too large");
+    else if (r->body_bytes > FG_BODY_DISCARD_BYTES_MAX)
+        conn_close(c);
+    return rc == FG_EV_CHUNKED_DONE && !c->closed;
+}
+
+/* C_BODY: true when the state moved on. */
+static bool on_body(conn_t *c) {
+    req_t *r = c->req;
+    size_t hl = r->head_len;
+    bool in_place = !r->chunked && hl + r->body_left <= FG_CONN_MEMORY_BYTES_MAX;
+    for (;;) {
+        if (in_place && c->rlen >= hl + r->body_left) {
+            r->body_data = c->rbuf + hl;
+            r->body_len = (size_t)r->body_left;
+            r->next = hl + (size_t)r->body_left;
+            return body_done(c);
+        }
+        if (!in_place && !r->chunked) {
+            stage_length(c);
+            if (r->body_left == 0) {
+                r->body_data = r->body.data;
+                r->body_len = r->body.len;
+                return body_done(c);
+            }
+        }
+        if (r->chunked && c->rlen > hl) {
+            bool ended = stage_chunked(c);
+            if (ended) {
+                r->body_data = r->body.data;
+                r->body_len = r->body.len;
+                return body_done(c);
+            }
+            if (c->closed || c->state != C_BODY) return !c->closed;
+        }
+        if (!read_more(c)) return false;
     }
-    memcpy(r->uri, uri, n);
-    r->uri[n] = '\0';
-    atomic_fetch_add(&h->active, 1);
-    return r;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-    fg_http_t *h = cls;
-    req_t *r = *con_cls;
-    if (r == NULL) return;
-    /* A parked request is never completed before the writer answered it: MHD does not time out
-     * suspended connections. */
-    FG_ASSERT(atomic_load(&r->state) != ST_PARKED);
-    /* Resumed but closed before its answer was queued (the client went away). */
-    if (atomic_load(&r->state) == ST_READY) atomic_fetch_sub(&h->metrics.parked, 1);
-    fg_api_slot_release(&r->slot);
-    free(r->slot.cmd.body);
-    free(r->slot.cmd.idem_body);
-    fg_buf_free(&r->body);
-    /* The connection is ready for its next request (if it stays open). */
-    deadline_move(r->link, fg_clock_mono_ns() + FG_CONN_TIMEOUT_S * NS_PER_S);
-    free(r);
-    *con_cls = NULL;
-    atomic_fetch_sub(&h->active, 1);
+/* ---------------------------------------------------------------- writing */
+
+/* Sends what is left of the output. 1 when all of it left, 0 when the socket is full, -1 on
+ * an error (the caller closes). */
+static int flush(conn_t *c) {
+    req_t *r = c->req;
+    size_t total = r->head_out_len + r->body_out_len;
+    while (r->out_off < total) {
+        struct iovec iov[2];
+        int n = 0;
+        if (r->out_off < r->head_out_len) {
+            iov[n].iov_base = r->head_out + r->out_off;
+            iov[n++].iov_len = r->head_out_len - r->out_off;
+        }
+        size_t boff = r->out_off > r->head_out_len ? r->out_off - r->head_out_len : 0;
+        if (r->body_out_len > boff) {
+            iov[n].iov_base = r->body_out + boff;
+            iov[n++].iov_len = r->body_out_len - boff;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t sent = n == 1 ? send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                              : sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (sent >= 0) {
+            r->out_off += (size_t)sent;
+            continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        return -1;
+    }
+    return 1;
 }
 
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe) {
-    fg_http_t *h = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        long n = atomic_fetch_add(&h->metrics.connections, 1) + 1;
-        /* Once: the loop threads are too few for this many connections (see loop_threads). */
-        if (n > (long)h->threads * FG_CONNS_PER_THREAD_MAX &&
-            !atomic_exchange(&h->warned_threads, true))
-            FG_LOG_WARN("event=many_connections connections=%ld threads=%u advice=\"more than %d "
-                        "connections per loop thread slow every request; raise --threads\"",
-                        n, h->threads, FG_CONNS_PER_THREAD_MAX);
-        conn_track(h, c, socket_context);
-    } else {
+/* The answer has left: the connection lingers and closes, or waits for the next request
+ * (which may already be in the read buffer). */
+static void finish(conn_t *c) {
+    loop_t *l = c->loop;
+    req_t *r = c->req;
+    bool close_after = r->close_after || c->rdhup || c->gone;
+    size_t next = r->next;
+    req_put(l, r);
+    c->req = NULL;
+    if (close_after) {
+        if (c->gone || shutdown(c->fd, SHUT_WR) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->state = C_LINGER;
+        c->lingered = 0;
+        list_put(c, L_LINGER, FG_EV_LINGER_MS * NS_PER_MS);
+        return;
+    }
+    if (c->rbuf != NULL) {
+        FG_ASSERT(next <= c->rlen);
+        memmove(c->rbuf, c->rbuf + next, c->rlen - next);
+        c->rlen -= next;
+    }
+    c->scan = 0;
+    c->reqline = false;
+    c->state = C_HEAD;
+    list_put(c, L_IDLE, FG_CONN_TIMEOUT_S * NS_PER_S);
+}
+
+/* C_SEND: true when the state moved on. */
+static bool on_send(conn_t *c) {
+    req_t *r = c->req;
+    size_t off = r->out_off;
+    int rc = flush(c);
+    if (rc < 0) conn_close(c);
+    if (rc == 0 && (r->out_off > off || c->list == L_NONE)) {
+        /* a client that reads nothing of its answer for FG_CONN_TIMEOUT_S is closed; one
+         * that reads slowly is not */
+        list_put(c, L_IDLE, FG_CONN_TIMEOUT_S * NS_PER_S);
+    }
+    if (rc <= 0) return false;
+    if (r->body_out_owned) free(r->body_out);
+    r->body_out = NULL;
+    r->body_out_owned = false;
+    switch (r->after) {
+    case AFTER_BODY: c->state = C_BODY; break;
+    case AFTER_STREAM:
+        c->state = C_STREAM;
+        if (c->list != L_NONE) list_put(c, L_NONE, 0);
+        break;
+    case AFTER_STREAM_END:
+        if (r->head.minor_version == 0) r->close_after = true;
+        finish(c);
+        break;
+    default: finish(c); break;
+    }
+    return !c->closed;
+}
+
+/* C_LINGER: drops what arrives until the client closes (or the deadline). */
+static bool on_linger(conn_t *c) {
+    char sink[4096];
+    while (c->readable) {
+        ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+        if (n > 0) {
+            c->lingered += (size_t)n;
+            if (c->lingered > FG_BODY_DISCARD_BYTES_MAX) break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->readable = false;
+            return false;
+        }
+        break;
+    }
+    if (c->readable) conn_close(c);
+    return false;
+}
+
+/* Drives a connection until it must wait for its socket, the writer or a stream; a connection
+ * that has more to do after FG_EV_STEPS_MAX steps goes to the back of the ready stack. */
+static void conn_run(conn_t *c) {
+    for (int i = 0; i < FG_EV_STEPS_MAX; i++) {
+        if (c->closed) return;
+        bool moved = false;
+        switch (c->state) {
+        case C_HEAD: moved = on_head(c); break;
+        case C_BODY: moved = on_body(c); break;
+        case C_SEND: moved = on_send(c); break;
+        case C_STREAM: moved = !c->stream_parked && stream_pull(c); break;
+        case C_LINGER: moved = on_linger(c); break;
+        case C_PARKED: moved = false; break;
+        default: FG_ASSERT(!"a connection state with no step");
+        }
+        if (!moved) return;
+    }
+    ready_push(c);
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static void conn_event(conn_t *c, uint32_t ev) {
+    if (c->closed) return;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
+    if (ev & EPOLLRDHUP) c->rdhup = true;
+    if (ev & (EPOLLHUP | EPOLLERR)) c->gone = true;
+    if (c->state == C_STREAM && c->stream_parked && (c->rdhup || c->gone)) {
+        conn_close(c); /* a client gone from a parked stream: nothing else would notice */
+        return;
+    }
+    conn_run(c);
+}
+
+/* Takes every queued connection, oldest first: answers parked writes, resumes streams and
+ * connections that yielded. */
+static void drain_ready(loop_t *l) {
+    conn_t *top = atomic_exchange_explicit(&l->ready, NULL, memory_order_acquire);
+    conn_t *fifo = NULL;
+    while (top != NULL) {
+        conn_t *next = top->ready_next;
+        top->ready_next = fifo;
+        fifo = top;
+        top = next;
+    }
+    while (fifo != NULL) {
+        conn_t *c = fifo;
+        fifo = c->ready_next;
+        atomic_store(&c->queued, false);
+        if (c->closed) continue;
+        if (c->state == C_PARKED)
+            deliver(c);
+        else if (c->state == C_STREAM)
+            c->stream_parked = false;
+        conn_run(c);
+    }
+}
+
+static void accept_one(loop_t *l, int fd, const struct sockaddr_storage *ss) {
+    fg_http_t *h = l->srv;
+    if (atomic_load(&h->closing)) {
+        close(fd);
+        return;
+    }
+    /* The limit is exact: counted first, undone when over. A refused connection is closed at
+     * once, so the client learns now instead of waiting in the backlog. */
+    if (atomic_fetch_add(&h->metrics.connections, 1) + 1 > h->connections_max) {
         atomic_fetch_sub(&h->metrics.connections, 1);
-        conn_untrack(h, *socket_context);
-        *socket_context = NULL;
+        atomic_fetch_add_explicit(&h->refused, 1, memory_order_relaxed);
+        close(fd);
+        return;
+    }
+    conn_t *c = calloc(1, sizeof *c);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (c == NULL || epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        free(c);
+        close(fd);
+        atomic_fetch_sub(&h->metrics.connections, 1);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->loop = l;
+    c->fd = fd;
+    c->state = C_HEAD;
+    c->family = (uint8_t)ss->ss_family;
+    if (ss->ss_family == AF_INET)
+        memcpy(c->addr, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
+    else if (ss->ss_family == AF_INET6)
+        memcpy(c->addr, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+    list_append(c, L_IDLE, FG_CONN_TIMEOUT_S * NS_PER_S);
+}
+
+static void accept_all(loop_t *l) {
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept4(l->lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accept_one(l, fd, &ss);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            FG_LOG_WARN("event=accept_failed error=\"%s\"", strerror(errno));
+        return;
     }
 }
 
-/* Refuses new connections once shutdown began, and past the connection limit. MHD_quiesce_daemon
- * would do the first too, but with epoll and a thread pool it can race a worker removing the
- * listening socket and abort. A refused connection is closed at once: the client learns now,
- * instead of waiting in the listen backlog as it would at libmicrohttpd's own limit (set above
- * this one), where it stops accepting. */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
-    fg_http_t *h = cls;
-    if (atomic_load(&h->closing)) return MHD_NO;
-    if (atomic_load(&h->metrics.connections) < h->connections_max) return MHD_YES;
-    atomic_fetch_add_explicit(&h->refused, 1, memory_order_relaxed);
-    return MHD_NO;
+/* Closes connections past their deadline. No answer: the request has not arrived. */
+static void expire(loop_t *l) {
+    static const int timed[] = {L_IDLE, L_RECV, L_LINGER};
+    for (size_t i = 0; i < sizeof timed / sizeof timed[0]; i++) {
+        conn_t *c;
+        while ((c = l->head[timed[i]]) != NULL && c->deadline_ns <= l->now_ns) {
+            if (timed[i] == L_RECV || (timed[i] == L_IDLE && c->rlen > 0)) l->slow_closed++;
+            conn_close(c);
+        }
+    }
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    FG_LOG_WARN("event=http_error detail=\"%s\"", line);
+static void tick(loop_t *l) {
+    if (l->now_ns - l->tick_ns < FG_CONN_SWEEP_MS * NS_PER_MS) return;
+    l->tick_ns = l->now_ns;
+    if (l->slow_closed > 0) FG_LOG_WARN("event=slow_requests_closed count=%ld", l->slow_closed);
+    l->slow_closed = 0;
+    long refused = atomic_exchange(&l->srv->refused, 0);
+    if (refused > 0)
+        FG_LOG_WARN("event=connections_refused count=%ld connections_max=%ld", refused,
+                    l->srv->connections_max);
+}
+
+/* How long epoll_wait may sleep: until the first deadline, at most FG_CONN_SWEEP_MS. */
+static int wait_ms(loop_t *l) {
+    if (atomic_load_explicit(&l->ready, memory_order_relaxed) != NULL) return 0;
+    int64_t until = l->now_ns + FG_CONN_SWEEP_MS * NS_PER_MS;
+    static const int timed[] = {L_IDLE, L_RECV, L_LINGER};
+    for (size_t i = 0; i < sizeof timed / sizeof timed[0]; i++)
+        if (l->head[timed[i]] != NULL && l->head[timed[i]]->deadline_ns < until)
+            until = l->head[timed[i]]->deadline_ns;
+    int64_t ms = (until - l->now_ns + NS_PER_MS - 1) / NS_PER_MS;
+    return ms > 0 ? (int)ms : 0;
+}
+
+static void *loop_main(void *arg) {
+    loop_t *l = arg;
+    tl_loop = l;
+    struct epoll_event evs[FG_EV_EVENTS_MAX];
+    l->now_ns = l->tick_ns = fg_clock_mono_ns();
+    while (!atomic_load(&l->srv->stopping)) {
+        int n = epoll_wait(l->epfd, evs, FG_EV_EVENTS_MAX, wait_ms(l));
+        l->now_ns = fg_clock_mono_ns();
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == &l->lfd) {
+                accept_all(l);
+            } else if (p == &l->efd) {
+                uint64_t count;
+                ssize_t got = read(l->efd, &count, sizeof count);
+                (void)got; /* nonblocking: EAGAIN only when a racing read took it */
+                atomic_store(&l->signalled, false); /* before the stack is taken */
+            } else {
+                conn_event(p, evs[i].events);
+            }
+        }
+        drain_ready(l);
+        expire(l);
+        tick(l);
+        bury(l);
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- start, stop */
@@ -735,66 +1327,129 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
     return 0;
 }
 
-/* Loop threads: one per core unless configured. In poll mode a thread builds and polls the set
- * of all its connections, and visits each, on every wake-up, so the cost of a request grows with
- * the connections its thread holds, and a thread accepts one connection per wake-up. Measured on
- * 2 cores with 10,000 idle connections: 2 threads took 13 s to accept them and then served a
- * normal client's read in 7-33 ms (p50); 20 threads, 2-4 s and 0.5-1.3 ms. But every thread more
- * costs CPU on each request when connections are few: 20.2 us of server CPU per durable hold
- * with 2 threads, 24.7 with 8 and 29.9 with 20 (64 connections, bench/holds.sh). So the default
- * serves the common case, and docs/operations.md tells operators expecting thousands of
- * connections to give about one thread per FG_CONNS_PER_THREAD_MAX of them (--threads). */
+static void set_port(struct sockaddr_storage *ss, int port) {
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)(void *)ss)->sin_port = htons((uint16_t)port);
+}
+
+static int get_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+}
+
+/* A listening (or, with backlog 0, only bound) socket; -1 on failure. */
+static int bind_socket(const struct sockaddr_storage *ss, socklen_t len, bool reuseport,
+                       int backlog) {
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+        (backlog > 0 && listen(fd, backlog) != 0)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Loop threads: one per core unless configured. An epoll loop's cost per request does not grow
+ * with the connections it holds, so the default fits many connections too. */
 static unsigned loop_threads(int configured) {
     if (configured > 0) return (unsigned)configured;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return (unsigned)(cores > 0 ? cores : 1);
 }
 
-/* The connection limit: FG_CONNECTIONS_MAX, lowered to fit the open-file limit (main raised it
- * to the hard limit) less FG_CONN_FDS_RESERVED and a wake-up descriptor per thread. Past the
- * process's open files accept() fails and libmicrohttpd stops accepting until a connection
- * closes, leaving new clients waiting in the backlog instead of refused. */
+/* The connection limit: FG_CONNECTIONS_MAX, lowered to fit the open-file limit less
+ * FG_CONN_FDS_RESERVED and each thread's three descriptors (epoll, eventfd, listener). */
 static long connections_fit(unsigned threads) {
     long fit = FG_CONNECTIONS_MAX;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        long files = (long)rl.rlim_cur - FG_CONN_FDS_RESERVED - 2 * (long)threads;
+        long files = (long)rl.rlim_cur - FG_CONN_FDS_RESERVED - 3 * (long)threads;
         if (files < fit) fit = files;
     }
     return fit > 1 ? fit : 1;
 }
 
-static bool sweeper_start(fg_http_t *h) {
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0) return false;
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    bool ok = pthread_cond_init(&h->stop_cond, &ca) == 0;
-    pthread_condattr_destroy(&ca);
-    if (!ok) return false;
-    pthread_mutex_init(&h->stop_lock, NULL);
-    pthread_mutex_init(&h->conns_lock, NULL);
-    h->sweeper_running = pthread_create(&h->sweeper, NULL, sweeper_main, h) == 0;
-    return h->sweeper_running;
+static bool loop_open(loop_t *l, fg_http_t *h, const struct sockaddr_storage *ss, socklen_t len) {
+    l->srv = h;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->lfd = bind_socket(ss, len, true, FG_EV_BACKLOG);
+    if (l->epfd < 0 || l->efd < 0 || l->lfd < 0) return false;
+    struct epoll_event le = {.events = EPOLLIN | EPOLLET, .data.ptr = &l->lfd};
+    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &l->efd};
+    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->lfd, &le) == 0 &&
+           epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->efd, &ee) == 0;
 }
 
-/* Stops the sweeper. Connections stay listed until libmicrohttpd closes them. */
-static void sweeper_stop(fg_http_t *h) {
-    if (!h->sweeper_running) return;
-    pthread_mutex_lock(&h->stop_lock);
-    h->stop = true;
-    pthread_cond_signal(&h->stop_cond);
-    pthread_mutex_unlock(&h->stop_lock);
-    pthread_join(h->sweeper, NULL);
-    h->sweeper_running = false;
+/* Frees every connection of a stopped loop, with its request and stream. The writer has
+ * stopped (main stops it before the HTTP layer), so no done callback can still come. */
+static void loop_free(loop_t *l) {
+    for (conn_t *c = atomic_exchange(&l->ready, NULL); c != NULL; c = c->ready_next)
+        atomic_store(&c->queued, false);
+    for (int k = 0; k < L_COUNT; k++) {
+        while (l->head[k] != NULL) {
+            conn_t *c = l->head[k];
+            if (!c->closed && c->state == C_PARKED) c->state = C_HEAD;
+            conn_close(c);
+            list_unlink(l, c);
+            free(c);
+        }
+    }
+    while (l->free_bufs != NULL) {
+        char *b = l->free_bufs;
+        memcpy(&l->free_bufs, b, sizeof(char *));
+        free(b);
+    }
+    while (l->free_reqs != NULL) {
+        req_t *r = l->free_reqs;
+        l->free_reqs = r->pool_next;
+        free(r);
+    }
+    if (l->lfd >= 0) close(l->lfd);
+    if (l->efd >= 0) close(l->efd);
+    if (l->epfd >= 0) close(l->epfd);
 }
 
-static void http_free(fg_http_t *h) {
-    FG_ASSERT(!h->sweeper_running);
-    FG_ASSERT(h->conns == NULL);
-    pthread_mutex_destroy(&h->conns_lock);
-    pthread_mutex_destroy(&h->stop_lock);
-    pthread_cond_destroy(&h->stop_cond);
+static void stop_loops(fg_http_t *h) {
+    atomic_store(&h->stopping, true);
+    for (unsigned i = 0; i < h->threads; i++) {
+        loop_t *l = &h->loops[i];
+        if (!l->started) continue;
+        uint64_t one = 1;
+        ssize_t n = write(l->efd, &one, sizeof one);
+        (void)n;
+        pthread_join(l->thread, NULL);
+        l->started = false;
+    }
+    for (unsigned i = 0; i < h->threads; i++)
+        loop_free(&h->loops[i]);
+    free(h->loops);
     free(h);
+}
+
+/* Binds every thread's listener to one address. The address is first bound without
+ * SO_REUSEPORT: that fails when any other socket holds it, which SO_REUSEPORT alone would let a
+ * second server share. With port 0 it also picks the port the others then bind. */
+static bool listen_all(fg_http_t *h, struct sockaddr_storage *ss, socklen_t len) {
+    int probe = bind_socket(ss, len, false, 0);
+    if (probe < 0) return false;
+    int port = get_port(probe);
+    close(probe);
+    if (port <= 0) return false;
+    set_port(ss, port);
+    h->port = port;
+    for (unsigned i = 0; i < h->threads; i++)
+        if (!loop_open(&h->loops[i], h, ss, len)) return false;
+    return true;
 }
 
 fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, size_t errlen) {
@@ -807,48 +1462,34 @@ fg_http_t *fg_http_start(const fg_http_config_t *cfg, fg_api_t *api, char *err, 
         return NULL;
     }
     fg_http_t *h = calloc(1, sizeof *h);
-    if (h == NULL) {
+    unsigned threads = loop_threads(cfg->threads);
+    if (h == NULL || (h->loops = calloc(threads, sizeof *h->loops)) == NULL) {
+        free(h);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (!sweeper_start(h)) {
-        snprintf(err, errlen, "cannot start the HTTP sweeper thread");
-        free(h);
-        return NULL;
-    }
     h->api = api;
-    fg_hist_init(&h->metrics.request_seconds, bounds, 12);
-    fg_api_set_metrics(api, &h->metrics);
-    unsigned threads = loop_threads(cfg->threads);
     h->threads = threads;
+    for (unsigned i = 0; i < threads; i++)
+        h->loops[i].lfd = h->loops[i].efd = h->loops[i].epfd = -1;
+    fg_hist_init(&h->metrics.request_seconds, bounds, 12);
     atomic_store(&h->writing_max, FG_ADMIT_START);
     h->connections_max = connections_fit(threads);
-    /* poll(), not epoll: with epoll (edge-triggered) and suspend/resume, libmicrohttpd 0.9.75
-     * sometimes leaves a resumed keep-alive connection out of both its ready list and its epoll
-     * set, and the next request on it waits for the connection timeout. Measured with
-     * floodgate-crowd at 256 connections: 130-330 requests stalled per run with epoll, none
-     * with poll, and poll was not slower (docs/architecture.md). */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    h->d = MHD_start_daemon(
-        flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(h->connections_max + threads),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)FG_CONN_MEMORY_BYTES_MAX,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)FG_CONN_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        4096u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
-    if (h->d == NULL) {
+    if (!listen_all(h, &ss, sslen)) {
         snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this host)",
                  cfg->listen);
-        sweeper_stop(h);
-        http_free(h);
+        stop_loops(h);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = di ? (int)di->port : 0;
-    (void)sslen;
+    fg_api_set_metrics(api, &h->metrics);
+    for (unsigned i = 0; i < threads; i++) {
+        if (pthread_create(&h->loops[i].thread, NULL, loop_main, &h->loops[i]) != 0) {
+            snprintf(err, errlen, "cannot start the HTTP loop threads");
+            stop_loops(h);
+            return NULL;
+        }
+        h->loops[i].started = true;
+    }
     FG_LOG_INFO("event=http_started threads=%u connections_max=%ld", threads, h->connections_max);
     return h;
 }
@@ -865,14 +1506,12 @@ long fg_http_drain(fg_http_t *h, int timeout_ms) {
     int64_t until = fg_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
     while (atomic_load(&h->metrics.parked) > 0 && fg_clock_mono_ns() < until)
         usleep(5000);
-    /* Give resumed answers a moment to leave. */
+    /* Give answers a moment to leave. */
     usleep(50000);
     return (long)atomic_load(&h->metrics.parked);
 }
 
 void fg_http_stop(fg_http_t *h) {
     if (h == NULL) return;
-    sweeper_stop(h);
-    MHD_stop_daemon(h->d);
-    http_free(h);
+    stop_loops(h);
 }

@@ -1,12 +1,12 @@
 /*
- * server.h — the HTTP layer: libmicrohttpd, poll(), a pool of loop threads.
+ * server.h — the HTTP layer: floodgate's own HTTP/1.1 server, one epoll loop thread per core.
  *
  * It owns connections and requests: reads headers and body within limits and deadlines, refuses
  * requests whose framing or bytes HTTP forbids before the API sees them, hands complete
  * requests to the API, parks (suspends) those whose answer waits for a commit and resumes them
  * when the answer is ready, streams event and export answers, counts requests for /metrics, and
- * writes one log line per request. A sweeper thread closes connections whose request is too
- * slow to arrive.
+ * writes one log line per request. Each loop thread closes its connections whose request is
+ * too slow to arrive.
  */
 #ifndef FG_HTTP_SERVER_H
 #define FG_HTTP_SERVER_H
