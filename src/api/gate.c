@@ -106,7 +106,8 @@ void fg__gate_publish(fg_gate_t *g, const fg_engine_t *e, const fg_sale_t *s, in
     uint64_t odd = seq == 0 ? 1 : seq + 1;
     FG_ASSERT(odd % 2 == 1);
     if (seq == 0) snprintf(slot->id, sizeof slot->id, "%s", s->def.id);
-    atomic_store_explicit(&slot->seq, odd, memory_order_relaxed);
+    /* release: a reader that sees the slot in use (seq != 0) also sees its id */
+    atomic_store_explicit(&slot->seq, odd, memory_order_release);
     atomic_thread_fence(memory_order_release);
     bool sold_out = fg_engine_sale_state(s, now_ms) == FG_SALE_SOLD_OUT;
     atomic_store_explicit(&slot->sold_out, sold_out, memory_order_relaxed);
