@@ -31,7 +31,6 @@
 #define FG_REQUEST_RECV_S_MAX   10  /* headers and body, from the end of the request line */
 #define FG_CONN_SWEEP_MS        500 /* how often too-slow requests are looked for */
 #define FG_CONN_FDS_RESERVED    256 /* open files kept from connections (ledger, logs, accept) */
-#define FG_CONNS_PER_THREAD_MAX 500 /* advised connections per loop thread: poll() is O(n) */
 
 /* Strings and lists in bodies */
 #define FG_ID_BYTES_MAX            64  /* sale, product, SKU ids: [A-Za-z0-9._-] */
