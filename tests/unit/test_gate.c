@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,16 +121,21 @@ Test(gate, many_sales_each_in_its_own_slot) {
 
 #define PUBLISHES 20000
 
+#define READS_MIN 10000
+
 typedef struct {
     world_t *w;
+    atomic_int started;
     atomic_bool done;
     atomic_long answers;
 } race_t;
 
+/* Reads at least READS_MIN times, and on while the writer publishes (bounded). */
 static void *reader(void *arg) {
     race_t *r = arg;
     long n = 0;
-    for (long i = 0; !atomic_load(&r->done) && i < 50 * PUBLISHES; i++) {
+    atomic_fetch_add(&r->started, 1);
+    for (long i = 0; (i < READS_MIN || !atomic_load(&r->done)) && i < 50 * PUBLISHES; i++) {
         uint64_t k = fg_engine_idem_hash((uint64_t)i, "k");
         if (!fg__gate_refuses(r->w->g, "s1", "sku-a", k, NOW)) fg__gate_mark_key(r->w->g, k);
         n++;
@@ -145,6 +151,8 @@ Test(gate, publishing_and_reading_at_once) {
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         cr_assert_eq(pthread_create(&t[i], NULL, reader, &r), 0);
+    while (atomic_load(&r.started) < 2)
+        sched_yield();
     for (int i = 0; i < PUBLISHES; i++) {
         w.s->held[0] = i % 2;
         fg__gate_publish(w.g, w.e, w.s, NOW);
@@ -152,7 +160,7 @@ Test(gate, publishing_and_reading_at_once) {
     atomic_store(&r.done, true);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
-    cr_assert_gt(atomic_load(&r.answers), 0);
+    cr_assert_geq(atomic_load(&r.answers), 2 * READS_MIN);
     /* the last state published wins: its unit held, sold out */
     cr_assert_eq(fg__gate_sold_out(w.g, "s1", "sku-a", NOW), (PUBLISHES - 1) % 2 == 1);
     world_free(&w);
