@@ -49,7 +49,7 @@ typedef struct {
 /* What fg_ev_head_parse found. Every value but OK closes the connection. */
 typedef enum {
     FG_EV_HEAD_OK,
-    FG_EV_HEAD_DROP,    /* a request line with no space: not HTTP; closed without an answer */
+    FG_EV_HEAD_DROP,    /* a request line with no space: not HTTP; 400, and the connection closes */
     FG_EV_HEAD_BAD,     /* 400: request line, header line or Content-Length malformed */
     FG_EV_HEAD_TOO_BIG, /* 413: a Content-Length past 64 bits */
     FG_EV_HEAD_VERSION, /* 505: a well-formed HTTP version other than 1.0 and 1.1 */

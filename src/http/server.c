@@ -832,7 +832,7 @@ static void copy_for_log(req_t *r) {
 /* A head that cannot be parsed. */
 static void head_refused(conn_t *c, fg_ev_head_rc_t rc) {
     switch (rc) {
-    case FG_EV_HEAD_DROP: conn_close(c); break;
+    case FG_EV_HEAD_DROP: send_malformed(c, 400, "not an HTTP request line"); break;
     case FG_EV_HEAD_TOO_BIG: send_malformed(c, 413, "Content-Length too large"); break;
     case FG_EV_HEAD_VERSION: send_malformed(c, 505, "HTTP version not supported"); break;
     default: send_malformed(c, 400, "malformed request line or header"); break;

@@ -550,11 +550,12 @@ static fg_ev_head_rc_t parse_head(conn_t *c, req_t *r, size_t len) {
 /* server.c's head_ready: false when the request ended at its head (refused). */
 static bool head_ready(conn_t *c, req_t *r, size_t len) {
     static const int status_of[] = {
-        [FG_EV_HEAD_BAD] = 400, [FG_EV_HEAD_TOO_BIG] = 413, [FG_EV_HEAD_VERSION] = 505};
+        [FG_EV_HEAD_BAD] = 400, [FG_EV_HEAD_TOO_BIG] = 413, [FG_EV_HEAD_VERSION] = 505,
+        [FG_EV_HEAD_DROP] = 400};
     r->head_len = r->next = len;
     fg_ev_head_rc_t rc = parse_head(c, r, len);
     if (rc != FG_EV_HEAD_OK) {
-        record(c, r, rc == FG_EV_HEAD_DROP ? OUT_DROPPED : OUT_MALFORMED, status_of[rc], true);
+        record(c, r, OUT_MALFORMED, status_of[rc], true);
         return false;
     }
     const fg_ev_head_t *h = &r->head;

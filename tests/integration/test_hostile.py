@@ -413,10 +413,8 @@ class TestMalformed(HostileCase):
         self.assertNotRegistered(m)
 
     def test_request_line_without_method(self):
-        # not even a request line: the connection is closed without an answer
-        r, closed = self.send(b"GET\r\n\r\n")
-        self.assertIsNone(r, r)
-        self.assertTrue(closed)
+        # not even a request line (no target, no version): 400, and the connection closes
+        self.assertRefused(b"GET\r\n\r\n", 400, "invalid_field", what="GET alone")
 
     def test_known_methods_still_routed(self):
         # HEAD, PATCH, OPTIONS are HTTP methods: the router answers 405, not 501
