@@ -146,10 +146,9 @@ static void fail_batch(fg_writer_t *w, batch_t *b, const char *why) {
 /* gcc 12's analyzer loses track of cmd->body once cmd came off the inbox list and reports the
  * replaced body as leaked; it is freed with the command (fg_cmd_t's owner). */
 FG_ANALYZER_OFF("-Wanalyzer-malloc-leak")
-static bool idem_gate(fg_writer_t *w, fg_cmd_t *cmd) {
+bool fg_cmd_idem_gate(fg_engine_t *e, fg_cmd_t *cmd) {
     const fg_idem_row_t *rec = NULL;
-    switch (
-        fg_engine_idem_lookup(w->engine, cmd->idem_scope, cmd->idem_key, cmd->fingerprint, &rec)) {
+    switch (fg_engine_idem_lookup(e, cmd->idem_scope, cmd->idem_key, cmd->fingerprint, &rec)) {
     case FG_IDEM_NEW: return true;
     case FG_IDEM_REPLAY:
         free(cmd->body);
@@ -183,7 +182,7 @@ static void apply(fg_writer_t *w, fg_cmd_t *cmd, int64_t now_ms) {
         finish(w, cmd);
         return;
     }
-    if (cmd->has_idem && !idem_gate(w, cmd)) {
+    if (cmd->has_idem && !fg_cmd_idem_gate(w->engine, cmd)) {
         finish(w, cmd);
         return;
     }

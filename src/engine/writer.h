@@ -92,6 +92,11 @@ typedef struct {
 typedef void (*fg_sale_change_fn)(void *ctx, const fg_engine_t *e, const fg_sale_t *s,
                                   int64_t now_ms);
 
+/* The Idempotency-Key gate a command with a key passes before it runs: true for a new key;
+ * otherwise false with the answer set (the stored one replayed, 409 in flight, 422 reused,
+ * 503 unreadable). The engine's thread. */
+bool fg_cmd_idem_gate(fg_engine_t *e, fg_cmd_t *cmd);
+
 /* Sets a command's answer to a problem+json error (replacing any body). Writer thread, or the
  * command's owner before submitting. */
 void fg_cmd_problem(fg_cmd_t *cmd, int status, const char *code, const char *detail);

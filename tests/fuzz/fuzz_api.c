@@ -269,30 +269,7 @@ static void request_free(fz_request_t *r) {
 static bool apply(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms, const fg_idem_row_t **stored) {
     *stored = NULL;
     if (cmd->admit != NULL && !cmd->admit(e, cmd)) return false;
-    const fg_idem_row_t *rec = NULL;
-    fg_idem_result_t gate = cmd->has_idem ? fg_engine_idem_lookup(e, cmd->idem_scope, cmd->idem_key,
-                                                                  cmd->fingerprint, &rec)
-                                          : FG_IDEM_NEW;
-    switch (gate) {
-    case FG_IDEM_NEW: break;
-    case FG_IDEM_REPLAY:
-        free(cmd->body);
-        cmd->status = rec->status;
-        cmd->code = NULL;
-        cmd->body = cmd->replay ? cmd->replay(cmd, rec->body) : strdup(rec->body);
-        cmd->replayed = cmd->body != NULL;
-        if (cmd->body == NULL) fg_cmd_problem(cmd, 503, "overloaded", "cannot replay");
-        return false;
-    case FG_IDEM_IN_FLIGHT:
-        fg_cmd_problem(cmd, 409, "idempotency_in_progress", "wait");
-        return false;
-    case FG_IDEM_MISMATCH:
-        fg_cmd_problem(cmd, 422, "idempotency_key_reused", "reused");
-        return false;
-    default:
-        fg_cmd_problem(cmd, 503, "overloaded", "the answer store cannot be read");
-        return false;
-    }
+    if (cmd->has_idem && !fg_cmd_idem_gate(e, cmd)) return false;
     size_t before = fg_engine_pending_changes(e);
     cmd->exec(e, cmd, now_ms);
     if (fg_engine_pending_changes(e) == before) return false;
