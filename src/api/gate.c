@@ -37,7 +37,7 @@ typedef struct {
     char id[FG_ID_BYTES_MAX + 1];
     atomic_bool sold_out;
     _Atomic int64_t closes_at_ms; /* 0: none */
-    atomic_int sku_count;         /* -1: too many to list; the sale is never refused here */
+    atomic_int sku_count;
     atomic_uint_fast64_t sku_hash[FG_POOLS_PER_SALE_MAX];
 } gate_sale_t;
 
@@ -112,7 +112,7 @@ void fg__gate_publish(fg_gate_t *g, const fg_engine_t *e, const fg_sale_t *s, in
     bool sold_out = fg_engine_sale_state(s, now_ms) == FG_SALE_SOLD_OUT;
     atomic_store_explicit(&slot->sold_out, sold_out, memory_order_relaxed);
     atomic_store_explicit(&slot->closes_at_ms, s->def.closes_at_ms, memory_order_relaxed);
-    int n = s->def.pool_count <= FG_POOLS_PER_SALE_MAX ? s->def.pool_count : -1;
+    int n = s->def.pool_count;
     for (int i = 0; i < n; i++) {
         const char *sku = s->def.pools[i].sku;
         atomic_store_explicit(&slot->sku_hash[i], fg_hash_str(sku, strlen(sku)),
