@@ -13,11 +13,11 @@
  *
  * It builds from the crowd's own codec sources, like the crowd's unit tests, not from fgcore.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_fail.h"
 #include "crowd/http.h"
 #include "crowd/ids.h"
 
@@ -25,16 +25,6 @@
 #define FZ_PIECE_MAX   17  /* bytes per piece when the stream is cut */
 #define FZ_ID_TEXT_MAX 200 /* of the input given to the id and token parsers */
 
-static void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fz_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("floodgate fuzz: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
 
 /* What one parse saw of one answer. */
 typedef struct {

@@ -33,12 +33,12 @@
  * input ended.
  */
 #include <sanitizer/asan_interface.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "fuzz_fail.h"
 #include "http/ev_parse.h"
 #include "limits.h"
 #include "util/buf.h"
@@ -49,16 +49,6 @@
 /* server.c's FG_BODY_DISCARD_BYTES_MAX: a chunked body past it closes the connection */
 #define FZ_BODY_DISCARD_BYTES_MAX (4 * FG_BODY_BYTES_MAX)
 
-static void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fz_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("floodgate fuzz: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
 
 #define FZ_CHECK(cond, ...)                                                                        \
     do {                                                                                           \

@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +18,6 @@
 #define FZ_DAY_MS           (24 * FZ_HOUR_MS)
 #define FZ_HOLD_TTL_S       120   /* of every sale of the world */
 #define FZ_EXPIRED_AGO_MS   60000 /* how long ago the expired holds h_5 and h_6 ran out */
-
-void fz_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("floodgate fuzz: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
 
 /* ---------------------------------------------------------------- scratch directories */
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "fuzz_fail.h"
 
 /* How long a scratch SQLite connection waits for the ledger's lock (a checkpoint) at most. */
 #define FZ_BUSY_TIMEOUT_MS 5000
@@ -45,10 +46,6 @@
  * (the world is wrong).
  */
 fg_engine_t *fz_world_new(int64_t now_ms);
-
-/* Reports a broken property of floodgate (what the fuzzer is looking for) and aborts, so
- * libFuzzer keeps the input that did it. */
-void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Makes a fresh directory under $TMPDIR (or /tmp) and returns its path (static storage, one
  * per tag is enough); it is removed with its files when the process exits normally. */
