@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "asserts.h"
 
 #define T0 1800000000000LL /* 2027-01-15, when s1 opens */
 #define SKU_BLK "px-blk-128"
@@ -51,18 +52,6 @@ static const char *kind_name(int kind) {
         fg_err_t got_ = (call);                                                               \
         cr_assert_eq(got_, (want), "%s\n  got %s, want %s (detail: \"%s\")", #call,           \
                      err_name(got_), err_name(want), fg_engine_detail(e));                    \
-    } while (0)
-
-#define EQ(got, want)                                                                         \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        cr_assert_eq(g_, w_, "%s: got %lld, want %lld", #got, g_, w_);                        \
-    } while (0)
-
-#define STREQ(got, want)                                                                      \
-    do {                                                                                      \
-        const char *g_ = (got), *w_ = (want);                                                 \
-        cr_assert_str_eq(g_, w_, "%s: got \"%s\", want \"%s\"", #got, g_, w_);                \
     } while (0)
 
 /* The pending change records, moved out of the engine; free with changes_free. */

@@ -12,18 +12,7 @@
 #include <string.h>
 
 #include "http/ev_parse.h"
-
-#define EQ(got, want)                                                                              \
-    do {                                                                                           \
-        long long g_ = (long long)(got), w_ = (long long)(want);                                   \
-        cr_assert_eq(g_, w_, "%s: got %lld, want %lld", #got, g_, w_);                             \
-    } while (0)
-
-#define STREQ(got, want)                                                                           \
-    do {                                                                                           \
-        const char *g_ = (got), *w_ = (want);                                                      \
-        cr_assert_str_eq(g_, w_, "%s: got \"%s\", want \"%s\"", #got, g_, w_);                     \
-    } while (0)
+#include "asserts.h"
 
 #define HEAD_BYTES_MAX 4096
 

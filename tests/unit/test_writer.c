@@ -28,6 +28,7 @@
 
 #include "engine/writer.h"
 #include "util/clock.h"
+#include "asserts.h"
 
 #define WAIT_MS 10000      /* longest wait for an answer or a state: then the test fails */
 #define SETTLE_MS 150      /* three writer ticks: long enough for a stray batch to show */
@@ -37,21 +38,6 @@
 #define STOP_THREADS 2
 #define STOP_CMDS 1000     /* commands each stop-test thread tries to submit */
 #define STOP_AFTER 200     /* accepted submits before the stop test calls stop */
-
-/* ---------------------------------------------------------------- assertion helpers */
-
-#define EQ(got, want)                                                                         \
-    do {                                                                                      \
-        long long g_ = (long long)(got), w_ = (long long)(want);                              \
-        cr_assert_eq(g_, w_, "%s: got %lld, want %lld", #got, g_, w_);                        \
-    } while (0)
-
-#define STREQ(got, want)                                                                      \
-    do {                                                                                      \
-        const char *g_ = (got), *w_ = (want);                                                 \
-        cr_assert(g_ != NULL && strcmp(g_, w_) == 0, "%s: got \"%s\", want \"%s\"", #got,      \
-                  g_ ? g_ : "(null)", w_);                                                    \
-    } while (0)
 
 /* ---------------------------------------------------------------- test commands */
 
