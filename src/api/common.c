@@ -377,9 +377,17 @@ bool fg__idem_key(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope,
     cmd->idem_scope = scope;
     /* Keys are kept as hashes: a key may be a secret of the client's (registration answers are
      * sealed with it, see buyers.c). */
+    static const char hex[] = "0123456789abcdef";
     uint8_t kh[32];
+    _Static_assert(sizeof cmd->idem_key > 2 * sizeof kh, "room for the hex digest");
     crypto_generichash(kh, sizeof kh, (const unsigned char *)k, n, NULL, 0);
-    sodium_bin2hex(cmd->idem_key, sizeof cmd->idem_key, kh, sizeof kh);
+    /* the digest is not a secret: plain hex, not sodium's constant-time sodium_bin2hex */
+    for (size_t i = 0; i < sizeof kh; i++) {
+        cmd->idem_key[2 * i] = hex[kh[i] >> 4];
+        cmd->idem_key[2 * i + 1] = hex[kh[i] & 15];
+    }
+    cmd->idem_key[2 * sizeof kh] = '\0';
+    cmd->idem_hash = fg_engine_idem_hash(scope, cmd->idem_key);
     return true;
 }
 

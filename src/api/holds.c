@@ -50,42 +50,29 @@ static fg_api_cmd_t *buyer_call(fg_api_t *api, const fg_api_request_t *rq, fg_ap
  * as sent before the command goes, so a later retry of it always reaches the writer (I5). */
 fg_answer_kind_t fg__h_holds(fg_api_t *api, const fg_api_request_t *rq, const char *const *parts,
                              fg_api_slot_t *slot, fg_api_answer_t *ans) {
-    static const char *const keys[] = {"sku", "market", "quantity", NULL};
     fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_hold);
     slot->cmd.admit = fg__admit_buyer;
     const char *secret = NULL;
     if (!fg__buyer_token(rq, &p->buyer_id, &secret, ans) || !fg__rate_ok(api, rq, ans))
         return FG_ANSWER_NOW;
+    size_t id_len = strlen(parts[2]);
     if (!fg__valid_id(parts[2])) {
         fg_api_problem(ans, 404, "not_found", "no such sale");
         return FG_ANSWER_NOW;
     }
-    snprintf(p->id, sizeof p->id, "%s", parts[2]);
+    memcpy(p->id, parts[2], id_len + 1); /* valid: at most FG_ID_BYTES_MAX */
     if (!fg__idem_key(rq, &slot->cmd, p->buyer_id, ans)) return FG_ANSWER_NOW;
-    json_t *body = fg__parse_body(rq, ans);
-    if (body == NULL) return FG_ANSWER_NOW;
+    fg_hold_body_t body;
+    if (!fg__hold_body(rq, &body, ans)) return FG_ANSWER_NOW;
     fg_hold_params_t *hp = &p->u.hold;
-    char market[3] = "";
-    int64_t qty = 1;
-    bool ok =
-        fg__only_keys(body, keys, "", ans) &&
-        fg__str_field(body, "sku", "sku", true, FG_ID_BYTES_MAX, hp->sku, sizeof hp->sku, ans) &&
-        fg__str_field(body, "market", "market", false, 2, market, sizeof market, ans) &&
-        fg__int_field(body, "quantity", "quantity", false, 1, FG_LIMIT_PER_BUYER_MAX, &qty, ans);
-    json_decref(body);
-    if (ok && market[0] != '\0' && !fg__valid_market(market)) {
-        fg_api_problem(ans, 400, "invalid_field", "market: two upper-case letters");
-        ok = false;
-    }
-    if (!ok) return FG_ANSWER_NOW;
-    hp->market = market[0] ? fg_mcode(market) : 0;
-    hp->quantity = (int32_t)qty;
-    uint64_t key_hash = fg_engine_idem_hash(p->buyer_id, slot->cmd.idem_key);
-    if (fg__gate_refuses(api->gate, p->id, hp->sku, key_hash, fg_clock_now_ms())) {
+    memcpy(hp->sku, body.sku, sizeof hp->sku);
+    hp->market = body.market[0] ? fg_mcode(body.market) : 0;
+    hp->quantity = (int32_t)body.quantity;
+    if (fg__gate_refuses(api->gate, p->id, hp->sku, slot->cmd.idem_hash, fg_clock_now_ms())) {
         fg_api_problem(ans, 409, "sold_out", "sale %s is sold out", p->id);
         return FG_ANSWER_NOW;
     }
-    fg__gate_mark_key(api->gate, key_hash);
+    fg__gate_mark_key(api->gate, slot->cmd.idem_hash);
     fg__idem_fingerprint(rq, &slot->cmd);
     fg__buyer_secret_hash(p, secret);
     return FG_ANSWER_LATER;

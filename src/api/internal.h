@@ -33,6 +33,13 @@ typedef struct {
     int32_t quantity;
 } fg_hold_params_t;
 
+/* The body of a hold request (hold_body.c). */
+typedef struct {
+    char sku[FG_ID_BYTES_MAX + 1];
+    char market[3]; /* "" when the body names none */
+    int64_t quantity;
+} fg_hold_body_t;
+
 typedef struct {
     char *shipping_json; /* owned until the engine copies it */
     char country[3];
@@ -154,6 +161,14 @@ void fg__buyer_secret_hash(fg_api_cmd_t *p, const char *secret);
 /* Reads the Idempotency-Key into the command; 400 when missing or malformed. */
 bool fg__idem(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope, fg_api_answer_t *ans);
 /* The same in two steps: the key (checked, hashed), then the request's fingerprint. */
+/* Reads a hold's body: the plain shape by hand, anything else through jansson and the field
+ * checks; false with the answer set (400) when it is not a valid hold body. */
+bool fg__hold_body(const fg_api_request_t *rq, fg_hold_body_t *out, fg_api_answer_t *ans);
+/* The hand reader alone: true and *out set only for a body the full path reads the same way;
+ * false declines (the body may still be valid). */
+bool fg__hold_body_fast(const char *body, size_t len, fg_hold_body_t *out);
+/* The full path alone (jansson and the field checks). */
+bool fg__hold_body_full(const fg_api_request_t *rq, fg_hold_body_t *out, fg_api_answer_t *ans);
 bool fg__idem_key(const fg_api_request_t *rq, fg_cmd_t *cmd, uint64_t scope,
                   fg_api_answer_t *ans);
 void fg__idem_fingerprint(const fg_api_request_t *rq, fg_cmd_t *cmd);

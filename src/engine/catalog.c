@@ -162,10 +162,15 @@ const fg_sku_t *fg_engine_sku_get(const fg_engine_t *e, const char *sku,
 
 /* ---------------------------------------------------------------- offers */
 
+/* hash("<sku>/<market>"); callers have checked both lengths. No snprintf: every hold asks. */
 static uint64_t offer_key(const char *sku, const char *market) {
     char tmp[FG_ID_BYTES_MAX + 8];
-    int n = snprintf(tmp, sizeof tmp, "%s/%s", sku, market);
-    return fg_hash_str(tmp, (size_t)n);
+    size_t n = strlen(sku), m = strlen(market);
+    FG_ASSERT(n <= FG_ID_BYTES_MAX && m <= 2);
+    memcpy(tmp, sku, n);
+    tmp[n] = '/';
+    memcpy(tmp + n + 1, market, m);
+    return fg_hash_str(tmp, n + 1 + m);
 }
 
 fg_err_t fg_engine_offer_put(fg_engine_t *e, const fg_offer_t *o, bool *created) {

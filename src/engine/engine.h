@@ -206,6 +206,9 @@ void fg_engine_set_answer_store(fg_engine_t *e, fg_answer_fetch_fn fetch, void *
 void fg_engine_idem_expire(fg_engine_t *e, int64_t now_ms);
 /* The hash keys are indexed by; any thread (the HTTP layer marks the keys it sends on). */
 uint64_t fg_engine_idem_hash(uint64_t scope, const char *key);
+/* Tells the engine the hash of (scope, key) already computed (fg_engine_idem_hash, on another
+ * thread), so that the next lookup and store of that key do not hash it again. */
+void fg_engine_idem_hint(fg_engine_t *e, uint64_t scope, const char *key, uint64_t hash);
 /* Calls fn with the hash of every key the engine knows an answer of, in flight or stored. For
  * a stored answer only the top FG_PACK_TAG_BITS bits are kept; the rest are zero. */
 void fg_engine_idem_each_hash(const fg_engine_t *e, void (*fn)(void *ctx, uint64_t hash),

@@ -78,6 +78,11 @@ struct fg_engine {
     /* Stored answers. Kept whole in memory while in flight, or when there is no answer store;
      * once committed to an answer store only a slot of idem_stored remains (see idem.c). */
     fg_map_t idem_by_key; /* hash(scope, key) -> fg__idem_t* chain */
+    /* the last key hashed (or hinted, fg_engine_idem_hint): lookup and store of one command
+     * hash it once, and not at all when its HTTP thread already did */
+    bool idem_memo_set;
+    uint64_t idem_memo_scope, idem_memo_hash;
+    char idem_memo_key[FG_IDEM_KEY_BYTES_MAX + 1];
     fg__idem_t *idem_head, *idem_tail;
     fg_pack_t idem_stored; /* top bits of hash(scope, key) | ledger row id */
     fg__idem_mark_t *idem_marks;

@@ -29,6 +29,24 @@ uint64_t fg_engine_idem_hash(uint64_t scope, const char *key) {
     return fg_hash_str(tmp, n + sizeof scope);
 }
 
+void fg_engine_idem_hint(fg_engine_t *e, uint64_t scope, const char *key, uint64_t hash) {
+    size_t n = strlen(key);
+    FG_ASSERT(n <= FG_IDEM_KEY_BYTES_MAX);
+    e->idem_memo_set = true;
+    e->idem_memo_scope = scope;
+    e->idem_memo_hash = hash;
+    memcpy(e->idem_memo_key, key, n + 1);
+}
+
+/* fg_engine_idem_hash, remembered for the next call with the same key. */
+static uint64_t key_hash(fg_engine_t *e, uint64_t scope, const char *key) {
+    if (e->idem_memo_set && e->idem_memo_scope == scope && strcmp(e->idem_memo_key, key) == 0)
+        return e->idem_memo_hash;
+    uint64_t h = fg_engine_idem_hash(scope, key);
+    fg_engine_idem_hint(e, scope, key, h);
+    return h;
+}
+
 static fg__idem_t *idem_find(const fg_engine_t *e, uint64_t scope, const char *key, uint64_t h) {
     uint64_t v;
     if (!fg_map_get(&e->idem_by_key, h, &v)) return NULL;
@@ -142,7 +160,7 @@ static void idem_drop(fg_engine_t *e, fg__idem_t *r); /* below */
 
 fg_idem_result_t fg_engine_idem_lookup(fg_engine_t *e, uint64_t scope, const char *key,
                                        const uint8_t fingerprint[32], const fg_idem_row_t **rec) {
-    uint64_t h = fg_engine_idem_hash(scope, key);
+    uint64_t h = key_hash(e, scope, key);
     fg__idem_t *r = idem_find(e, scope, key, h);
     if (r != NULL && r->committed && r->row.created_at_ms < e->idem_horizon_ms) {
         idem_drop(e, r); /* expired since the last pass; no newer answer of the key exists */
@@ -176,7 +194,7 @@ static void free_record(fg__idem_t *r) {
 
 static fg_err_t idem_add(fg_engine_t *e, const fg_idem_row_t *src, bool committed,
                          fg__idem_t **out) {
-    uint64_t h = fg_engine_idem_hash(src->scope, src->key);
+    uint64_t h = key_hash(e, src->scope, src->key);
     if (idem_find(e, src->scope, src->key, h) != NULL)
         return fg__fail(e, FG_ERR_INVALID, "idempotency key stored twice");
     fg__idem_t *r = calloc(1, sizeof *r);

@@ -148,6 +148,7 @@ static void fail_batch(fg_writer_t *w, batch_t *b, const char *why) {
 FG_ANALYZER_OFF("-Wanalyzer-malloc-leak")
 bool fg_cmd_idem_gate(fg_engine_t *e, fg_cmd_t *cmd) {
     const fg_idem_row_t *rec = NULL;
+    if (cmd->idem_hash != 0) fg_engine_idem_hint(e, cmd->idem_scope, cmd->idem_key, cmd->idem_hash);
     switch (fg_engine_idem_lookup(e, cmd->idem_scope, cmd->idem_key, cmd->fingerprint, &rec)) {
     case FG_IDEM_NEW: return true;
     case FG_IDEM_REPLAY:

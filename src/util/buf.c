@@ -39,7 +39,7 @@ void fg_buf_reset(fg_buf_t *b) {
 }
 
 /* Makes room for n more bytes plus a NUL; false (and overflow set) when it cannot. */
-static bool reserve(fg_buf_t *b, size_t n) {
+bool fg_buf_reserve(fg_buf_t *b, size_t n) {
     if (b->overflow) return false;
     if (n > b->max || b->len > b->max - n) {
         b->overflow = true;
@@ -61,7 +61,7 @@ static bool reserve(fg_buf_t *b, size_t n) {
 }
 
 void fg_buf_add(fg_buf_t *b, const void *p, size_t n) {
-    if (!reserve(b, n)) return;
+    if (!fg_buf_reserve(b, n)) return;
     memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
@@ -85,7 +85,7 @@ void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) {
         fg_buf_add(b, small, (size_t)n);
         return;
     }
-    if (!reserve(b, (size_t)n)) return;
+    if (!fg_buf_reserve(b, (size_t)n)) return;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -163,8 +163,11 @@ void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma) {
 
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms) {
     char tmp[40];
-    fg_clock_format_rfc3339(unix_ms, tmp, sizeof tmp);
-    fg_buf_json_str(b, tmp);
+    tmp[0] = '"';
+    /* digits, '-', ':', '.', 'T' and 'Z' only: nothing to escape */
+    size_t n = fg_clock_format_rfc3339(unix_ms, tmp + 1, sizeof tmp - 2);
+    tmp[n + 1] = '"';
+    fg_buf_add(b, tmp, n + 2);
 }
 
 void fg_buf_csv_field(fg_buf_t *b, const char *s) {

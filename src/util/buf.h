@@ -26,8 +26,13 @@ void fg_buf_free(fg_buf_t *b);
 char *fg_buf_take(fg_buf_t *b);
 void fg_buf_reset(fg_buf_t *b);
 
+/* Makes room for n more bytes at once (one allocation instead of several as it grows); false,
+ * with overflow set, when they do not fit under max. */
+bool fg_buf_reserve(fg_buf_t *b, size_t n);
 void fg_buf_add(fg_buf_t *b, const void *p, size_t n);
 void fg_buf_str(fg_buf_t *b, const char *s);
+/* A string literal, its length known when compiled. */
+#define FG_BUF_LIT(b, lit) fg_buf_add((b), "" lit, sizeof(lit) - 1)
 void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fg_buf_i64(fg_buf_t *b, int64_t v);
 

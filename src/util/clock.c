@@ -44,7 +44,7 @@ static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) {
 
 /* By hand, not gmtime_r + snprintf: every hold's answer has two of these, and glibc's gmtime_r
  * takes a process-wide lock. Years outside 0..9999 are clamped (none is ever stored). */
-void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
+size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
     FG_ASSERT(cap >= 25);
     int64_t secs = unix_ms / 1000;
     int64_t ms = unix_ms % 1000;
@@ -76,6 +76,7 @@ void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
     p = put_digits(p, ms, 3);
     *p++ = 'Z';
     *p = '\0';
+    return (size_t)(p - out);
 }
 
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */

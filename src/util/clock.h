@@ -15,8 +15,9 @@
 int64_t fg_clock_now_ms(void);  /* CLOCK_REALTIME, Unix milliseconds */
 int64_t fg_clock_mono_ns(void); /* CLOCK_MONOTONIC, for latency measurement */
 
-/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL); `cap` must be at least 25. */
-void fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap);
+/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) and returns 24; `cap` must be at least
+ * 25. */
+size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap);
 /* Parses an RFC 3339 time ("Z" or "+hh:mm" offset, optional fraction) into Unix ms.
  * Returns 0 on success, -1 when the text is not a valid time. */
 FG_MUST_USE int fg_clock_parse_rfc3339(const char *s, int64_t *unix_ms);
