@@ -219,7 +219,7 @@ def table(argv):
     md += rows
     rounds = sorted({r["round"] for r in runs if "round" in r})
     if rounds:
-        md += ["", "Paired rounds: each system again at its best concurrency, one after the other "
+        md += ["", "Paired rounds: each system restarted empty, at its best concurrency, one after the other "
                "(order reversed every other round), the same duration:", "",
                "| round | floodgate holds/s | Redis orders/s | PostgreSQL orders/s "
                "| floodgate / Redis | floodgate / PostgreSQL |", "|---|---|---|---|---|---|"]
