@@ -166,6 +166,7 @@ def table(argv):
                                     "postgres", "floodgate_soldout", "nginx")}
     crowd_r = next((r for r in runs if r.get("system") == "crowd"), None)
     c10k = next((r for r in runs if r.get("system") == "crowd10k"), None)
+    cbuy = next((r for r in runs if r.get("system") == "crowdbuyers"), None)
     fg = b["floodgate_http"]
     targets = []
 
@@ -262,6 +263,14 @@ def table(argv):
                f"{c['buyers']:,} buyers) | {c['rss_at_fds_max_kib'] / 1024:,.0f} MiB "
                f"(idle before: {c['rss_idle_kib'] / 1024:,.0f} MiB; peak {c['hwm_kib'] / 1024:,.0f} MiB;"
                f" audit {c.get('audit')}) |"]
+    if cbuy:
+        c = cbuy
+        md += [f"| server peak RSS (VmHWM) with {c['buyers']:,} registered buyers ({c['stock']:,} "
+               f"units, {c['conns']:,} connections, audit {c.get('audit')}) | " +
+               target("server RSS, registered buyers, MiB", c["hwm_kib"] / 1024, "<", 100, " MiB") +
+               f" (idle before: {c['rss_idle_kib'] / 1024:,.0f} MiB) |"]
+        targets.append({"target": "buyers-only crowd audit ok", "value": c.get("audit"),
+                        "met": c.get("audit") == "ok"})
     text = "\n".join(md) + "\n"
     print(text)
     for t in targets:
