@@ -170,6 +170,7 @@ static bool submit_engine_hold(client_t *c, slot_t *s) {
     uint8_t kh[32];
     crypto_generichash(kh, sizeof kh, (const unsigned char *)key, strlen(key), NULL, 0);
     sodium_bin2hex(cmd->idem_key, sizeof cmd->idem_key, kh, sizeof kh);
+    cmd->idem_hash = fg_engine_idem_hash(cmd->idem_scope, cmd->idem_key); /* as the API does */
     crypto_generichash(cmd->fingerprint, sizeof cmd->fingerprint, (const unsigned char *)request,
                        sizeof request - 1, NULL, 0);
     return fg_writer_submit(c->run->writer, cmd);

@@ -56,7 +56,9 @@ struct fg_cmd {
     bool has_idem;
     uint64_t idem_scope;
     char idem_key[FG_IDEM_KEY_BYTES_MAX + 1];
-    uint64_t idem_hash; /* fg_engine_idem_hash(idem_scope, idem_key); 0: not computed */
+    /* fg_engine_idem_hash(idem_scope, idem_key), or 0: not computed. Whoever sets the key sets
+     * this too (or leaves 0): the writer hands it to the engine as the key's hash unchecked. */
+    uint64_t idem_hash;
     uint8_t fingerprint[32];
 
     fg_cmd_replay_fn replay; /* NULL: the stored answer is replayed as it is */

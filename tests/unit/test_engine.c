@@ -1372,6 +1372,32 @@ Test(idem, lookup_tells_new_in_flight_replay_and_mismatch) {
     world_free(e);
 }
 
+/* A hash handed over by the HTTP thread (fg_engine_idem_hint) stands for its key only: other
+ * keys, and the same key in another scope, are hashed anew and found as before. */
+Test(idem, a_hinted_hash_is_used_for_its_own_key_only) {
+    fg_engine_t *e = world_new();
+    uint8_t fp[32];
+    fp_of(1, fp);
+    const fg_idem_row_t *rec = NULL, *got = NULL;
+    fg_engine_idem_hint(e, 7, "k1", fg_engine_idem_hash(7, "k1"));
+    EQ(fg_engine_idem_lookup(e, 7, "k1", fp, &rec), FG_IDEM_NEW);
+    EXPECT_ERR(e, fg_engine_idem_store(e, 7, "k1", fp, 201, "{\"id\":1}", T0, &rec), FG_OK);
+    fg_engine_idem_committed(e, rec);
+    /* another key, then the first again: each under its own hash */
+    fg_engine_idem_hint(e, 7, "k2", fg_engine_idem_hash(7, "k2"));
+    EQ(fg_engine_idem_lookup(e, 7, "k1", fp, &got), FG_IDEM_REPLAY);
+    EQ(fg_engine_idem_lookup(e, 7, "k2", fp, &got), FG_IDEM_NEW);
+    EQ(fg_engine_idem_lookup(e, 8, "k1", fp, &got), FG_IDEM_NEW);
+    EXPECT_ERR(e, fg_engine_idem_store(e, 7, "k2", fp, 201, "{\"id\":2}", T0, &rec), FG_OK);
+    fg_engine_idem_committed(e, rec);
+    EQ(fg_engine_idem_lookup(e, 7, "k2", fp, &got), FG_IDEM_REPLAY);
+    STREQ(got->body, "{\"id\":2}");
+    EQ(fg_engine_idem_lookup(e, 7, "k1", fp, &got), FG_IDEM_REPLAY);
+    STREQ(got->body, "{\"id\":1}");
+    drop_changes(e);
+    world_free(e);
+}
+
 Test(idem, store_of_a_stored_key_is_invalid) {
     fg_engine_t *e = world_new();
     uint8_t fp[32];

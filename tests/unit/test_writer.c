@@ -150,6 +150,8 @@ static void tcmd_key(tcmd_t *c, uint64_t scope, const char *key, const char *req
     c->cmd.has_idem = true;
     c->cmd.idem_scope = scope;
     snprintf(c->cmd.idem_key, sizeof c->cmd.idem_key, "%s", key);
+    /* as the API sets it: the writer hands it to the engine instead of hashing again */
+    c->cmd.idem_hash = fg_engine_idem_hash(scope, c->cmd.idem_key);
     crypto_generichash(c->cmd.fingerprint, sizeof c->cmd.fingerprint,
                        (const unsigned char *)request, strlen(request), NULL, 0);
 }
