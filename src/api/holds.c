@@ -14,6 +14,105 @@
 
 /* ---------------------------------------------------------------- holds */
 
+/* A new hold's answer is stored for its Idempotency-Key in short, "h1 <id> <created_at_ms>
+ * <expires_at_ms> <quantity> <market> <sale id> <sku>" (about 60 bytes instead of 330: every
+ * hold writes one), and a retry gets it rendered again. That gives the same bytes: a new hold's
+ * answer shows it held and without an order, and none of the fields above ever changes. */
+#define HOLD_STORED_TAG "h1"
+
+char *fg__hold_stored(const fg_hold_view_t *v) {
+    FG_ASSERT(v->state == FG_HOLD_HELD && v->order_id == 0);
+    fg_buf_t b;
+    fg_buf_init(&b, 256);
+    FG_BUF_LIT(&b, HOLD_STORED_TAG " ");
+    fg_buf_i64(&b, (int64_t)v->id);
+    FG_BUF_LIT(&b, " ");
+    fg_buf_i64(&b, v->created_at_ms);
+    FG_BUF_LIT(&b, " ");
+    fg_buf_i64(&b, v->expires_at_ms);
+    FG_BUF_LIT(&b, " ");
+    fg_buf_i64(&b, v->quantity);
+    FG_BUF_LIT(&b, " ");
+    fg_buf_add(&b, v->market, 2);
+    FG_BUF_LIT(&b, " ");
+    fg_buf_str(&b, v->sale_id);
+    FG_BUF_LIT(&b, " ");
+    fg_buf_str(&b, v->sku);
+    if (b.overflow) {
+        fg_buf_free(&b);
+        return NULL;
+    }
+    return fg_buf_take(&b);
+}
+
+/* The next space-separated field of *p as a whole number within [min, max]. */
+static bool stored_i64(const char **p, int64_t min, int64_t max, int64_t *out) {
+    const char *s = *p;
+    int64_t v = 0;
+    if (*s < '0' || *s > '9') return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (INT64_MAX - 9) / 10) return false;
+        v = v * 10 + (*s - '0');
+    }
+    if (*s != ' ' || v < min || v > max) return false;
+    *p = s + 1;
+    *out = v;
+    return true;
+}
+
+/* The next space-separated id of *p into out (a valid id, as the API takes them). */
+static bool stored_id(const char **p, bool last, char out[FG_ID_BYTES_MAX + 1]) {
+    const char *end = strchr(*p, ' ');
+    size_t n = end != NULL ? (size_t)(end - *p) : strlen(*p);
+    if ((end == NULL) != last || n == 0 || n > FG_ID_BYTES_MAX) return false;
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    if (!fg__valid_id(out)) return false;
+    *p += n + (last ? 0 : 1);
+    return true;
+}
+
+/* Renders a stored hold answer again; NULL when the stored text is not one (a damaged ledger:
+ * the retry gets 503). Answers stored whole (before the short form) replay as they are. */
+char *fg__hold_replay(const char *stored) {
+    if (stored[0] == '{') return strdup(stored);
+    const char *p = stored;
+    int64_t id, created, expires, qty;
+    char market[3], sale[FG_ID_BYTES_MAX + 1], sku[FG_ID_BYTES_MAX + 1];
+    if (strncmp(p, HOLD_STORED_TAG " ", sizeof HOLD_STORED_TAG) != 0) return NULL;
+    p += sizeof HOLD_STORED_TAG;
+    if (!stored_i64(&p, 1, INT64_MAX, &id) || !stored_i64(&p, 0, INT64_MAX, &created) ||
+        !stored_i64(&p, 0, INT64_MAX, &expires) ||
+        !stored_i64(&p, 1, FG_LIMIT_PER_BUYER_MAX, &qty))
+        return NULL;
+    if (p[0] < 'A' || p[0] > 'Z' || p[1] < 'A' || p[1] > 'Z' || p[2] != ' ') return NULL;
+    memcpy(market, p, 2);
+    market[2] = '\0';
+    p += 3;
+    if (!stored_id(&p, false, sale) || !stored_id(&p, true, sku)) return NULL;
+    fg_hold_view_t v = {.id = (uint64_t)id,
+                        .sale_id = sale,
+                        .sku = sku,
+                        .quantity = qty,
+                        .state = FG_HOLD_HELD,
+                        .created_at_ms = created,
+                        .expires_at_ms = expires};
+    memcpy(v.market, market, sizeof market);
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    fg__render_hold_view(&b, &v);
+    if (b.overflow) {
+        fg_buf_free(&b);
+        return NULL;
+    }
+    return fg_buf_take(&b);
+}
+
+static char *replay_hold(fg_cmd_t *cmd, const char *stored) {
+    (void)cmd;
+    return fg__hold_replay(stored);
+}
+
 static void exec_hold(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
     fg_api_cmd_t *p = fg__cmd_params(cmd);
     fg_hold_params_t *hp = &p->u.hold;
@@ -31,10 +130,16 @@ static void exec_hold(fg_engine_t *e, fg_cmd_t *cmd, int64_t now_ms) {
         fg__engine_err(cmd, e, err);
         return;
     }
+    fg_hold_view_t v;
+    fg__hold_view(e, h, &v);
     fg_buf_t b;
     fg_buf_init(&b, 4096);
-    fg__render_hold(&b, e, h);
+    fg__render_hold_view(&b, &v);
     fg__ok(cmd, 201, &b);
+    if (cmd->status == 201) {
+        free(cmd->idem_body);
+        cmd->idem_body = fg__hold_stored(&v); /* NULL: the answer is stored whole */
+    }
 }
 
 /* A buyer's call: token parsed now, checked on the writer thread before anything else. */
@@ -52,6 +157,7 @@ fg_answer_kind_t fg__h_holds(fg_api_t *api, const fg_api_request_t *rq, const ch
                              fg_api_slot_t *slot, fg_api_answer_t *ans) {
     fg_api_cmd_t *p = fg__cmd_init(api, slot, exec_hold);
     slot->cmd.admit = fg__admit_buyer;
+    slot->cmd.replay = replay_hold;
     const char *secret = NULL;
     if (!fg__buyer_token(rq, &p->buyer_id, &secret, ans) || !fg__rate_ok(api, rq, ans))
         return FG_ANSWER_NOW;

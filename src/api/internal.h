@@ -121,7 +121,23 @@ bool fg__admit_buyer(fg_engine_t *e, fg_cmd_t *cmd);
 /* ---- rendering (writer thread) ---- */
 void fg__render_sale(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *s, int64_t now_ms,
                      bool full);
+/* What a hold's answer shows, apart from the engine (a stored answer replays from it). */
+typedef struct {
+    uint64_t id;
+    const char *sale_id, *sku; /* ids: [A-Za-z0-9._-], at most FG_ID_BYTES_MAX */
+    char market[3];
+    int64_t quantity;
+    int state; /* fg_hold_state_t */
+    int64_t created_at_ms, expires_at_ms;
+    uint64_t order_id; /* 0: none */
+} fg_hold_view_t;
+void fg__hold_view(const fg_engine_t *e, const fg_hold_t *h, fg_hold_view_t *v);
+void fg__render_hold_view(fg_buf_t *b, const fg_hold_view_t *v);
 void fg__render_hold(fg_buf_t *b, const fg_engine_t *e, const fg_hold_t *h);
+/* A new hold's answer as stored for its Idempotency-Key, in short (holds.c; malloc'd, NULL when
+ * it does not fit), and the answer rendered again from it (NULL when the text is not one). */
+char *fg__hold_stored(const fg_hold_view_t *v);
+char *fg__hold_replay(const char *stored);
 void fg__render_order(fg_buf_t *b, const fg_order_row_t *o, bool with_buyer, const char *email);
 void fg__render_market(fg_buf_t *b, const fg_market_t *m);
 void fg__render_markets(fg_buf_t *b, const fg_pool_def_t *pool); /* ["IN","DE"] */

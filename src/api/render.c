@@ -157,35 +157,51 @@ void fg__render_sale(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *s, int6
     fg_buf_str(b, "]}");
 }
 
-void fg__render_hold(fg_buf_t *b, const fg_engine_t *e, const fg_hold_t *h) {
-    const fg_sale_t *s = fg_engine_sale_at(e, (int)h->sale_index);
-    char market[3];
-    fg_mcode_str(h->market, market);
+void fg__render_hold_view(fg_buf_t *b, const fg_hold_view_t *v) {
     /* No printf and no strlen of constants: this is every hold's answer. Two ids of 64 bytes,
      * two times and three numbers fit in 512. */
     fg_buf_reserve(b, 512);
     FG_BUF_LIT(b, "{\"id\":\"h_");
-    fg_buf_i64(b, (int64_t)h->id);
+    fg_buf_i64(b, (int64_t)v->id);
     FG_BUF_LIT(b, "\",\"sale_id\":");
-    fg_buf_json_str(b, s->def.id);
+    fg_buf_json_str(b, v->sale_id);
     FG_BUF_LIT(b, ",\"sku\":");
-    fg_buf_json_str(b, s->def.pools[h->pool_index].sku);
+    fg_buf_json_str(b, v->sku);
     FG_BUF_LIT(b, ",\"market\":\"");
-    fg_buf_add(b, market, 2);
+    fg_buf_add(b, v->market, 2);
     FG_BUF_LIT(b, "\",\"quantity\":");
-    fg_buf_i64(b, h->quantity);
+    fg_buf_i64(b, v->quantity);
     FG_BUF_LIT(b, ",\"state\":\"");
-    fg_buf_str(b, hold_states[h->state]);
+    fg_buf_str(b, hold_states[v->state]);
     FG_BUF_LIT(b, "\",\"created_at\":");
-    fg_buf_json_time(b, h->created_at_ms);
+    fg_buf_json_time(b, v->created_at_ms);
     FG_BUF_LIT(b, ",\"expires_at\":");
-    fg_buf_json_time(b, h->expires_at_ms);
-    if (h->order_id) {
+    fg_buf_json_time(b, v->expires_at_ms);
+    if (v->order_id) {
         FG_BUF_LIT(b, ",\"order_id\":\"o_");
-        fg_buf_i64(b, (int64_t)h->order_id);
+        fg_buf_i64(b, (int64_t)v->order_id);
         FG_BUF_LIT(b, "\"");
     }
     FG_BUF_LIT(b, "}");
+}
+
+void fg__hold_view(const fg_engine_t *e, const fg_hold_t *h, fg_hold_view_t *v) {
+    const fg_sale_t *s = fg_engine_sale_at(e, (int)h->sale_index);
+    v->id = h->id;
+    v->sale_id = s->def.id;
+    v->sku = s->def.pools[h->pool_index].sku;
+    fg_mcode_str(h->market, v->market);
+    v->quantity = h->quantity;
+    v->state = h->state;
+    v->created_at_ms = h->created_at_ms;
+    v->expires_at_ms = h->expires_at_ms;
+    v->order_id = h->order_id;
+}
+
+void fg__render_hold(fg_buf_t *b, const fg_engine_t *e, const fg_hold_t *h) {
+    fg_hold_view_t v;
+    fg__hold_view(e, h, &v);
+    fg__render_hold_view(b, &v);
 }
 
 void fg__render_order(fg_buf_t *b, const fg_order_row_t *o, bool with_buyer, const char *email) {

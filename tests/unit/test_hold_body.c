@@ -1,7 +1,8 @@
 /*
  * test_hold_body.c — a hold's body (src/api/hold_body.c): the hand reader takes only bodies the
  * full path (jansson and the field checks) reads the same way, and declines the rest, which the
- * full path then answers as before.
+ * full path then answers as before. Also the short form in which a new hold's answer is stored
+ * for its Idempotency-Key (src/api/holds.c): it replays byte for byte, and damaged text does not.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -122,4 +123,58 @@ Test(hold_body, hand_reader_declines_every_cut_body) {
         cr_assert(!fg__hold_body_fast(cut, len, &b), "took %zu of %zu bytes", len, n);
         free(cut);
     }
+}
+
+/* A new hold's answer stored in short (holds.c) replays byte for byte. */
+Test(hold_stored, replays_the_same_answer) {
+    fg_hold_view_t v = {.id = 123456789,
+                        .sale_id = "nova-launch",
+                        .sku = "nova-x-256.black_1",
+                        .market = "DE",
+                        .quantity = 3,
+                        .state = FG_HOLD_HELD,
+                        .created_at_ms = 1800000000123LL,
+                        .expires_at_ms = 1800000120123LL};
+    fg_buf_t b;
+    fg_buf_init(&b, 4096);
+    fg__render_hold_view(&b, &v);
+    char *answer = fg_buf_take(&b);
+    char *stored = fg__hold_stored(&v);
+    cr_assert_not_null(stored);
+    cr_assert(strlen(stored) < strlen(answer) / 2, "stored %s", stored);
+    char *again = fg__hold_replay(stored);
+    STREQ(again, answer);
+    /* answers stored whole replay as they are */
+    char *whole = fg__hold_replay(answer);
+    STREQ(whole, answer);
+    free(whole);
+    free(again);
+    free(stored);
+    free(answer);
+}
+
+Test(hold_stored, damaged_text_does_not_replay) {
+    static const char *const bad[] = {
+        "",
+        "h1",
+        "h2 1 1 1 1 DE s k",
+        "h1 0 1800000000123 1800000120123 1 DE s k",
+        "h1 1 1800000000123 1800000120123 0 DE s k",
+        "h1 1 1800000000123 1800000120123 101 DE s k",
+        "h1 1 1800000000123 1800000120123 1 de s k",
+        "h1 1 1800000000123 1800000120123 1 DE s",
+        "h1 1 1800000000123 1800000120123 1 DE s k extra",
+        "h1 1 1800000000123 1800000120123 1 DE s/x k",
+        "h1 1 -5 1800000120123 1 DE s k",
+        "h1 99999999999999999999 1 1 1 DE s k",
+        "h1 1 1 1 1 DE  k",
+        "h1 1 1 1 1 DE s k ",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *r = fg__hold_replay(bad[i]);
+        cr_assert_null(r, "replayed \"%s\" as %s", bad[i], r);
+    }
+    char *ok = fg__hold_replay("h1 1 0 0 1 DE s k");
+    cr_assert_not_null(ok);
+    free(ok);
 }
