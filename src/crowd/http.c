@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "util/check.h"
+#include "util/token.h"
 
 enum {
     S_STATUS,     /* the status line (empty lines before it are skipped) */
@@ -85,24 +86,6 @@ static int status_line(fgc_http_resp_t *r, const char *s) {
     return 0;
 }
 
-/* True when the comma-separated list `v` has the token `tok` (case-insensitive). */
-static bool has_token(const char *v, const char *tok) {
-    size_t n = strlen(tok);
-    for (const char *p = v; *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *e = end;
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if ((size_t)(e - p) == n && strncasecmp(p, tok, n) == 0) return true;
-        p = end;
-    }
-    return false;
-}
-
 /* The headers the crowd reads; every other header is skipped. */
 static int header_value(fgc_http_resp_t *r, const char *name, const char *v) {
     if (strcasecmp(name, "content-length") == 0) {
@@ -114,11 +97,11 @@ static int header_value(fgc_http_resp_t *r, const char *name, const char *v) {
         r->content_length = (int64_t)n;
     } else if (strcasecmp(name, "transfer-encoding") == 0) {
         if (r->line_long) return fail(r, "Transfer-Encoding header too long");
-        if (!has_token(v, "chunked")) return fail(r, "unsupported Transfer-Encoding");
+        if (!fg_token_list_has(v, "chunked")) return fail(r, "unsupported Transfer-Encoding");
         r->chunked = true;
     } else if (strcasecmp(name, "connection") == 0) {
-        if (has_token(v, "close")) r->close = true;
-        if (has_token(v, "keep-alive") && r->minor_version == 0) r->close = false;
+        if (fg_token_list_has(v, "close")) r->close = true;
+        if (fg_token_list_has(v, "keep-alive") && r->minor_version == 0) r->close = false;
     } else if (strcasecmp(name, "retry-after") == 0) {
         uint64_t s;
         /* A date instead of seconds is allowed by RFC 9110; the crowd then waits one second. */

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "util/check.h"
+#include "util/token.h"
 
 static const struct {
     const char *name;
@@ -200,21 +201,7 @@ fg_ev_head_rc_t fg_ev_head_parse(char *p, size_t len, fg_ev_head_t *h) {
 }
 
 bool fg_ev_connection_has(const fg_ev_head_t *h, const char *token) {
-    const char *s = h->value[FG_EV_H_CONNECTION];
-    size_t tlen = strlen(token);
-    while (s != NULL && *s != '\0') {
-        while (*s == ' ' || *s == '\t' || *s == ',')
-            s++;
-        const char *e = s;
-        while (*e != '\0' && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - s) == tlen && strncasecmp(s, token, tlen) == 0) return true;
-        s = e;
-    }
-    return false;
+    return fg_token_list_has(h->value[FG_EV_H_CONNECTION], token);
 }
 
 fg_ev_refusal_t fg_ev_check(const fg_ev_head_t *h) {
