@@ -89,12 +89,12 @@ static bool scan(const fg_engine_t *e, pool_sums_t *sums, fg_map_t *per_buyer, v
             VERIFY(vio, "I1", fg_pool_available(s, p) >= 0);
         }
     }
-    for (size_t i = 0; i < per_buyer->cap; i++) {
-        if (per_buyer->slots[i].key == 0) continue;
-        uint64_t want = per_buyer->slots[i].val, have = 0;
-        fg_map_get(&e->counters, per_buyer->slots[i].key, &have);
+    uint64_t key, want;
+    for (size_t it = 0; fg_map_next(per_buyer, &it, &key, &want);) {
+        uint64_t have = 0;
+        fg_map_get(&e->counters, key, &have);
         VERIFY(vio, "I2", want == have);
-        uint32_t sale_index = (uint32_t)(per_buyer->slots[i].key >> 40) - 1;
+        uint32_t sale_index = (uint32_t)(key >> 40) - 1;
         int64_t total = (int64_t)(have >> 32) + (int64_t)(uint32_t)have;
         VERIFY(vio, "I2", total <= e->sales[sale_index]->def.limit_per_buyer);
     }

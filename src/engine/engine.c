@@ -74,9 +74,9 @@ void fg_engine_free(fg_engine_t *e) {
         free(e->hold_slabs[i]);
     free(e->hold_slabs);
     free(e->heap);
-    for (size_t i = 0; i < e->order_by_id.cap; i++) {
-        if (e->order_by_id.slots[i].key == 0) continue;
-        fg_order_t *o = (fg_order_t *)(uintptr_t)e->order_by_id.slots[i].val;
+    uint64_t id, val;
+    for (size_t it = 0; fg_map_next(&e->order_by_id, &it, &id, &val);) {
+        fg_order_t *o = (fg_order_t *)(uintptr_t)val;
         free((char *)o->row.shipping_json);
         free(o);
     }

@@ -355,10 +355,9 @@ void fg_engine_idem_each_hash(const fg_engine_t *e, void (*fn)(void *ctx, uint64
     for (const fg__idem_t *r = e->idem_head; r != NULL; r = r->next_fifo)
         fn(ctx, r->hash);
     /* An index entry keeps the top FG_PACK_TAG_BITS of its key's hash, and only those. */
-    for (size_t i = 0; i < e->idem_stored.cap; i++) {
-        uint64_t entry = e->idem_stored.slots[i];
-        if (entry != 0 && entry != FG_PACK_TOMB) fn(ctx, fg_pack_tag(entry) << FG_PACK_LOW_BITS);
-    }
+    uint64_t entry;
+    for (size_t it = 0; fg_pack_scan(&e->idem_stored, &it, &entry);)
+        fn(ctx, fg_pack_tag(entry) << FG_PACK_LOW_BITS);
 }
 
 /* ---------------------------------------------------------------- webhook signatures */
@@ -371,6 +370,7 @@ static uint64_t digest_key(const uint8_t digest[32]) {
 
 static void prune_webhooks(fg_engine_t *e, int64_t now_ms) {
     int64_t cutoff_s = now_ms / 1000 - 2 * FG_WEBHOOK_TOLERANCE_S;
+    fg_map_settle(&e->webhooks); /* the loop below walks the slots of one table */
     for (size_t i = 0; i < e->webhooks.cap;) {
         fg_map_slot_t *sl = &e->webhooks.slots[i];
         /* Deleting shifts later entries back into slot i, so look at i again. */

@@ -8,6 +8,10 @@
  * without knowing the key the entry came from. Several entries may share a tag: a lookup walks
  * the candidates with the tag and the caller tells which one is its own. Deletion leaves a
  * tombstone; growth and sweeps clear them. Linear probing, load at most 3/4. Single-threaded.
+ *
+ * Like fg_map, a large set grows (or is cleaned of tombstones) a little at a time: the full
+ * table is kept as `old` beside the new one, each add moves a few of its entries over, and
+ * walks look in both. An entry is in exactly one of the two tables.
  */
 #ifndef FG_PACK_H
 #define FG_PACK_H
@@ -25,9 +29,16 @@
 
 typedef struct {
     uint64_t *slots;
-    size_t cap; /* power of two, at most 2^FG_PACK_TAG_BITS */
-    size_t count, tombs;
+    size_t cap;   /* power of two, at most 2^FG_PACK_TAG_BITS */
+    size_t count; /* entries in both tables */
+    size_t tombs; /* tombstones in slots (the old table's do not count: it is going away) */
+    /* While growing: the previous table. Its slots below old_next are empty or tombstones. */
+    uint64_t *old;
+    size_t old_cap, old_next;
 } fg_pack_t;
+
+/* Tables at least this large are rebuilt a little at a time (2^16 slots: half a MiB). */
+#define FG_PACK_STEP_MIN_CAP ((size_t)1 << 16)
 
 static inline uint64_t fg_pack_tag(uint64_t entry) {
     return entry >> FG_PACK_LOW_BITS;
@@ -38,7 +49,7 @@ void fg_pack_free(fg_pack_t *p);
 FG_MUST_USE int fg_pack_add(fg_pack_t *p, uint64_t entry);
 
 /* Walks the entries with the given tag: start with *cursor = FG_PACK_START; true with *entry
- * and *cursor (its slot) set, false at the end of the probe run. */
+ * and *cursor (its place) set, false at the end of the probe run(s). No add in between. */
 #define FG_PACK_START SIZE_MAX
 bool fg_pack_next(const fg_pack_t *p, uint64_t tag, size_t *cursor, uint64_t *entry);
 /* Replaces the entry at a cursor from fg_pack_next with one of the same tag. */
@@ -47,6 +58,9 @@ void fg_pack_replace(fg_pack_t *p, size_t cursor, uint64_t entry);
 void fg_pack_remove(fg_pack_t *p, size_t cursor);
 /* True when exactly this entry is present. */
 bool fg_pack_has(const fg_pack_t *p, uint64_t entry);
+/* Every entry, in no particular order: for (size_t it = 0; fg_pack_scan(p, &it, &e);) ...
+ * The set must not change during it. */
+bool fg_pack_scan(const fg_pack_t *p, size_t *it, uint64_t *entry);
 /* Removes every entry for which drop says true: a full pass, in place (tombstones). */
 void fg_pack_sweep(fg_pack_t *p, bool (*drop)(uint64_t entry, void *ctx), void *ctx);
 

@@ -611,6 +611,107 @@ Test(map, random_operations_match_a_naive_model) {
     fg_map_free(&m);
 }
 
+/* A large map grows a little at a time: while it does, every key is in one table, lookups,
+ * replacements and deletes reach keys in either, iteration sees each key once, and the old
+ * table is gone well before the next growth is due. */
+Test(map, a_large_map_grows_in_steps_and_loses_nothing) {
+    enum { KEYS = 150000, OPS = 900000 };
+    static uint64_t model_val[KEYS];
+    static bool model_has[KEYS];
+    static uint8_t seen[KEYS];
+    rng_t r = {SEED ^ 0x5eed};
+    fg_map_t m;
+    fg_map_init(&m);
+    size_t count = 0, growths_in_steps = 0, last_cap = 0, max_probe_old = 0;
+    for (int op = 0; op < OPS; op++) {
+        /* Mostly puts early on, so the map passes several step-wise growths. */
+        int k = (int)(rng_next(&r) % KEYS);
+        int what = (int)(rng_next(&r) % 10);
+        uint64_t key = (uint64_t)k * 7919 + 1;
+        if (what < (op < OPS / 2 ? 7 : 4)) {
+            uint64_t v = rng_next(&r);
+            EQ(fg_map_put(&m, key, v), 0);
+            count += !model_has[k];
+            model_has[k] = true;
+            model_val[k] = v;
+        } else if (what < 8) {
+            bool had = fg_map_del(&m, key);
+            cr_assert_eq(had, model_has[k], "op %d: del(%llu) got %d", op,
+                         (unsigned long long)key, had);
+            count -= had;
+            model_has[k] = false;
+        } else {
+            uint64_t v = 0;
+            bool has = fg_map_get(&m, key, &v);
+            cr_assert_eq(has, model_has[k], "op %d: get(%llu) got %d", op,
+                         (unsigned long long)key, has);
+            if (has) cr_assert_eq(v, model_val[k], "op %d: get(%llu) value", op,
+                                  (unsigned long long)key);
+        }
+        cr_assert_eq(m.count, count, "op %d: count %zu, model %zu", op, m.count, count);
+        if (m.cap != last_cap) {
+            /* A growth started: the one before it had finished. */
+            if (m.old != NULL) {
+                growths_in_steps++;
+                cr_assert_eq(m.old_cap * 2, m.cap);
+                cr_assert_geq(m.old_cap, FG_MAP_STEP_MIN_CAP);
+            }
+            last_cap = m.cap;
+        }
+        if (m.old != NULL && m.old_next > max_probe_old) max_probe_old = m.old_next;
+        if (op % 100000 == 0 || (m.old != NULL && op % 997 == 0)) {
+            memset(seen, 0, sizeof seen);
+            uint64_t kk, vv;
+            size_t n = 0;
+            for (size_t it = 0; fg_map_next(&m, &it, &kk, &vv);) {
+                cr_assert_eq((kk - 1) % 7919, 0);
+                size_t i = (size_t)((kk - 1) / 7919);
+                cr_assert(i < KEYS && model_has[i] && !seen[i], "op %d: key %llu iterated wrongly",
+                          op, (unsigned long long)kk);
+                cr_assert_eq(vv, model_val[i]);
+                seen[i] = 1;
+                n++;
+            }
+            cr_assert_eq(n, count, "op %d: iteration saw %zu of %zu", op, n, count);
+            for (size_t i = 0; m.old != NULL && i < m.old_next; i++)
+                cr_assert_eq(m.old[i].key, 0, "op %d: a moved slot of the old table is used", op);
+        }
+    }
+    cr_assert_geq(growths_in_steps, 2, "the run passed %zu step-wise growths", growths_in_steps);
+    fg_map_settle(&m);
+    cr_assert_null(m.old);
+    for (int i = 0; i < KEYS; i++) {
+        uint64_t v = 0;
+        cr_assert_eq(fg_map_get(&m, (uint64_t)i * 7919 + 1, &v), model_has[i]);
+        if (model_has[i]) cr_assert_eq(v, model_val[i]);
+    }
+    fg_map_free(&m);
+}
+
+Test(map, a_growth_in_steps_ends_within_a_bounded_number_of_writes) {
+    fg_map_t m;
+    fg_map_init(&m);
+    uint64_t k = 1;
+    while (m.old == NULL || m.cap < 4 * FG_MAP_STEP_MIN_CAP) {
+        EQ(fg_map_put(&m, k, k), 0);
+        k++;
+    }
+    size_t old_cap = m.old_cap, puts = 0;
+    cr_assert_eq(old_cap * 2, m.cap);
+    while (m.old != NULL) {
+        EQ(fg_map_put(&m, k++, 1), 0);
+        puts++;
+    }
+    /* 32 looks at old slots per write: one per empty slot and one per entry moved (at most 3/4
+     * of the slots), well before the next growth is due (after old_cap * 3/4 puts). */
+    cr_assert_leq(puts, (old_cap + old_cap * 3 / 4) / 32 + 1, "%zu puts to move a table of %zu slots",
+                  puts, old_cap);
+    cr_assert_leq(m.count * 4, m.cap * 3);
+    for (uint64_t i = 1; i < k; i++)
+        cr_assert(fg_map_get(&m, i, NULL), "key %llu", (unsigned long long)i);
+    fg_map_free(&m);
+}
+
 Test(map, hash_str_is_stable_and_never_zero) {
     uint64_t a = fg_hash_str("px-blk-128", 10), b = fg_hash_str("px-blk-128", 10);
     EQ(a, b);
@@ -701,5 +802,70 @@ Test(pack, growth_sweeps_and_tombstones_keep_every_live_entry) {
         uint64_t low = i % 2 == 0 ? i : i + 2 * N;
         cr_assert(fg_pack_has(&p, pk((i * 0x9e3779b97f4a7c15ULL) >> 36, low)));
     }
+    fg_pack_free(&p);
+}
+
+/* A large set is rebuilt a little at a time: walks, replacements, removals at a cursor in
+ * either table, sweeps and scans all see the same entries as a plain model. */
+Test(pack, a_large_set_rebuilt_in_steps_matches_a_model) {
+    enum { N = 240000 };
+    static uint64_t model[N]; /* the entry of item i, 0 when absent */
+    rng_t r = {SEED ^ 0xbac};
+    fg_pack_t p = {0};
+    size_t count = 0, rebuilds_in_steps = 0;
+    /* 2^18 tags for 240,000 items: many share a tag, as hash prefixes do in a big index. */
+    for (int op = 0; op < 4 * N; op++) {
+        size_t i = (size_t)(rng_next(&r) % N);
+        uint64_t tag = (i * 0x9e3779b97f4a7c15ULL) >> 46;
+        uint64_t low = (uint64_t)i << 8 | (rng_next(&r) & 0xff);
+        int what = (int)(rng_next(&r) % 10);
+        bool had_old = p.old != NULL;
+        if (model[i] == 0 && what < (op < 2 * N ? 8 : 5)) {
+            cr_assert_eq(fg_pack_add(&p, pk(tag, low)), 0);
+            model[i] = pk(tag, low);
+            count++;
+        } else if (model[i] != 0) {
+            size_t cur = FG_PACK_START;
+            uint64_t e;
+            while (fg_pack_next(&p, tag, &cur, &e) && e != model[i]) continue;
+            cr_assert_eq(e, model[i], "op %d: item %zu not found by its tag", op, i);
+            if (what < 6) {
+                fg_pack_replace(&p, cur, pk(tag, low));
+                model[i] = pk(tag, low);
+            } else {
+                fg_pack_remove(&p, cur);
+                model[i] = 0;
+                count--;
+                cr_assert(!fg_pack_has(&p, pk(tag, e & FG_PACK_LOW_MASK)), "op %d: removed", op);
+            }
+        }
+        if (!had_old && p.old != NULL) rebuilds_in_steps++;
+        cr_assert_eq(p.count, count, "op %d: count %zu, model %zu", op, p.count, count);
+        cr_assert_leq((p.count + p.tombs) * 4, p.cap * 3, "op %d: load", op);
+        if (op % 200000 == 0 || (p.old != NULL && op % 4001 == 0)) {
+            size_t n = 0;
+            uint64_t e;
+            for (size_t it = 0; fg_pack_scan(&p, &it, &e);) {
+                size_t item = (size_t)((e & FG_PACK_LOW_MASK) >> 8);
+                cr_assert(item < N && model[item] == e, "op %d: scan saw a stray entry", op);
+                n++;
+            }
+            cr_assert_eq(n, count, "op %d: scan saw %zu of %zu", op, n, count);
+        }
+        if (op == 3 * N) {
+            /* A sweep, once, in the middle of the churn (during a rebuild if one is on). */
+            int calls = 0;
+            fg_pack_sweep(&p, drop_odd, &calls);
+            for (size_t k = 0; k < N; k++)
+                if (model[k] & 1) {
+                    model[k] = 0;
+                    count--;
+                }
+            cr_assert_eq(p.count, count);
+        }
+    }
+    cr_assert_geq(rebuilds_in_steps, 2, "the run passed %zu step-wise rebuilds", rebuilds_in_steps);
+    for (size_t i = 0; i < N; i++)
+        if (model[i] != 0) cr_assert(fg_pack_has(&p, model[i]), "item %zu", i);
     fg_pack_free(&p);
 }
