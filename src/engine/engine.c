@@ -43,12 +43,6 @@ fg_engine_t *fg_engine_new(void) {
     return e;
 }
 
-static void free_idem(fg__idem_t *r) {
-    free(r->row.key);
-    free(r->row.body);
-    free(r);
-}
-
 void fg_engine_free(fg_engine_t *e) {
     if (e == NULL) return;
     fg_engine_discard_changes(e);
@@ -82,7 +76,7 @@ void fg_engine_free(fg_engine_t *e) {
     }
     for (fg__idem_t *r = e->idem_head; r != NULL;) {
         fg__idem_t *next = r->next_fifo;
-        free_idem(r);
+        fg__idem_free(r);
         r = next;
     }
     free(e->fetched_body);

@@ -25,6 +25,8 @@ typedef struct fg__idem {
     uint64_t hash;
     struct fg__idem *next_in_bucket;
     struct fg__idem *next_fifo;
+    bool body_apart; /* row.body was replaced and has its own allocation (restore) */
+    char text[];     /* row.key and, unless body_apart, row.body: one allocation per record */
 } fg__idem_t;
 
 typedef struct {
@@ -112,6 +114,8 @@ struct fg_engine {
 #define fg__fail(e, err, ...) (fg__detail((e), __VA_ARGS__), (err))
 void fg__detail(fg_engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fg__emit(fg_engine_t *e, const fg_change_t *c);
+/* Frees a stored-answer record (idem.c). */
+void fg__idem_free(fg__idem_t *r);
 FG_MUST_USE bool fg__reserve_changes(fg_engine_t *e, size_t n);
 FG_MUST_USE bool fg__retire(fg_engine_t *e, void *p, bool is_product);
 

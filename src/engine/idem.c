@@ -186,9 +186,8 @@ fg_idem_result_t fg_engine_idem_lookup(fg_engine_t *e, uint64_t scope, const cha
     return FG_IDEM_NEW;
 }
 
-static void free_record(fg__idem_t *r) {
-    free(r->row.key);
-    free(r->row.body);
+void fg__idem_free(fg__idem_t *r) {
+    if (r->body_apart) free(r->row.body);
     free(r);
 }
 
@@ -197,16 +196,18 @@ static fg_err_t idem_add(fg_engine_t *e, const fg_idem_row_t *src, bool committe
     uint64_t h = key_hash(e, src->scope, src->key);
     if (idem_find(e, src->scope, src->key, h) != NULL)
         return fg__fail(e, FG_ERR_INVALID, "idempotency key stored twice");
-    fg__idem_t *r = calloc(1, sizeof *r);
+    /* The record, its key and its answer in one allocation: one per write kept. */
+    size_t klen = strlen(src->key) + 1, blen = strlen(src->body) + 1;
+    fg__idem_t *r = malloc(sizeof *r + klen + blen);
     if (r == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
+    memset(r, 0, sizeof *r);
     r->row = *src;
-    r->row.key = strdup(src->key);
-    r->row.body = strdup(src->body);
+    r->row.key = memcpy(r->text, src->key, klen);
+    r->row.body = memcpy(r->text + klen, src->body, blen);
     uint64_t head = 0;
     fg_map_get(&e->idem_by_key, h, &head);
-    if (r->row.key == NULL || r->row.body == NULL ||
-        fg_map_put(&e->idem_by_key, h, (uint64_t)(uintptr_t)r) != 0) {
-        free_record(r);
+    if (fg_map_put(&e->idem_by_key, h, (uint64_t)(uintptr_t)r) != 0) {
+        fg__idem_free(r);
         return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
     }
     r->committed = committed;
@@ -270,7 +271,7 @@ static void idem_unlink(fg_engine_t *e, fg__idem_t *prev, fg__idem_t *r) {
     else
         e->idem_head = r->next_fifo;
     if (e->idem_tail == r) e->idem_tail = prev;
-    free_record(r);
+    fg__idem_free(r);
 }
 
 /* Drops r wherever it is in the list (walks to find its predecessor: whole records are few once
@@ -316,8 +317,9 @@ fg_err_t fg_engine_restore_idem(fg_engine_t *e, const fg_idem_row_t *row) {
         /* A key reused after its first answer expired: rows come oldest first, keep the newer. */
         char *body = strdup(row->body);
         if (body == NULL) return fg__fail(e, FG_ERR_CAPACITY, "out of memory");
-        free(r->row.body);
+        if (r->body_apart) free(r->row.body);
         r->row.body = body;
+        r->body_apart = true;
         memcpy(r->row.fingerprint, row->fingerprint, 32);
         r->row.status = row->status;
         r->row.created_at_ms = row->created_at_ms;
