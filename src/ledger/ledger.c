@@ -111,9 +111,8 @@ enum {
     ST_DEL_POOLS,
     ST_PUT_POOL,
     ST_PUT_BUYER,
-    ST_PUT_HOLD,
     ST_PUT_ORDER,
-    ST_PUT_IDEM,
+    ST_IDEM_LAST,
     ST_PUT_WEBHOOK,
     ST_PRUNE_IDEM,
     ST_PRUNE_WEBHOOKS,
@@ -175,16 +174,6 @@ static const char *const k_sql[ST_COUNT] = {
                      " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO UPDATE SET"
                      " email = excluded.email, market = excluded.market,"
                      " token_hash = excluded.token_hash, created_at_ms = excluded.created_at_ms",
-    /* An upsert updates the row in place; INSERT OR REPLACE would delete and insert it. */
-    [ST_PUT_HOLD] = "INSERT INTO holds(id, buyer_id, sale_id, pool_index, market, quantity,"
-                    " state, created_at_ms, expires_at_ms, ended_at_ms, order_id)"
-                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                    " ON CONFLICT(id) DO UPDATE SET buyer_id = excluded.buyer_id,"
-                    " sale_id = excluded.sale_id, pool_index = excluded.pool_index,"
-                    " market = excluded.market, quantity = excluded.quantity,"
-                    " state = excluded.state, created_at_ms = excluded.created_at_ms,"
-                    " expires_at_ms = excluded.expires_at_ms,"
-                    " ended_at_ms = excluded.ended_at_ms, order_id = excluded.order_id",
     [ST_PUT_ORDER] = "INSERT INTO orders(" ORDER_COLUMNS(
         "") ")"
             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
@@ -196,12 +185,11 @@ static const char *const k_sql[ST_COUNT] = {
             " method = excluded.method, created_at_ms = excluded.created_at_ms,"
             " updated_at_ms = excluded.updated_at_ms,"
             " shipping_json = excluded.shipping_json",
-    [ST_PUT_IDEM] = "INSERT INTO idempotency(scope, key, fingerprint, status, body,"
-                    " created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     /* The newest row always stays, so that SQLite never hands out a row id again (it picks
      * max + 1): the engine finds answers by row id and dates them by row id order. */
     [ST_PRUNE_IDEM] = "DELETE FROM idempotency WHERE created_at_ms < ?1"
                       " AND rowid < (SELECT max(rowid) FROM idempotency)",
+    [ST_IDEM_LAST] = "SELECT max(rowid) FROM idempotency",
     [ST_PRUNE_WEBHOOKS] = "DELETE FROM webhook_signatures WHERE t_s < ?1",
     [ST_PUT_WEBHOOK] = "INSERT INTO webhook_signatures(digest, t_s) VALUES(?1, ?2)"
                        " ON CONFLICT(digest) DO UPDATE SET t_s = excluded.t_s",
@@ -230,6 +218,41 @@ static const char *const k_sql[ST_COUNT] = {
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 };
 
+/* ---------------------------------------------------------------- multi-row writes */
+
+/* Holds and stored answers are nearly all of a commit's rows: one of each per hold placed.
+ * Running a statement costs SQLite more than the row it writes: each run opens its cursors,
+ * allocates their memory and the record's, and frees it all when it halts (Debian's SQLite is
+ * built with SQLITE_OMIT_LOOKASIDE, so each of these is a malloc and a free). A commit
+ * therefore queues these rows and writes up to LEDGER_PUT_ROWS_MAX of them with one multi-row
+ * INSERT, prepared at open for each size in k_put_rows; a queue of n rows is written with the
+ * largest sizes first, so 130 rows take 64 + 64 + 1 + 1. */
+#define LEDGER_PUT_ROWS_MAX      64
+#define LEDGER_PUT_SIZES         4
+#define LEDGER_HOLD_PARAMS       11 /* parameters per row of k_put_hold_head */
+#define LEDGER_IDEM_PARAMS       7  /* parameters per row of k_put_idem_head */
+#define LEDGER_PUT_SQL_BYTES_MAX 4096
+
+static const int k_put_rows[LEDGER_PUT_SIZES] = {LEDGER_PUT_ROWS_MAX, 16, 4, 1};
+
+/* An upsert updates the row in place; INSERT OR REPLACE would delete and insert it. Rows of
+ * one statement are applied in order, so a hold that appears twice keeps its last snapshot. */
+static const char k_put_hold_head[] =
+    "INSERT INTO holds(id, buyer_id, sale_id, pool_index, market, quantity, state,"
+    " created_at_ms, expires_at_ms, ended_at_ms, order_id) VALUES";
+static const char k_put_hold_tail[] =
+    " ON CONFLICT(id) DO UPDATE SET buyer_id = excluded.buyer_id,"
+    " sale_id = excluded.sale_id, pool_index = excluded.pool_index,"
+    " market = excluded.market, quantity = excluded.quantity,"
+    " state = excluded.state, created_at_ms = excluded.created_at_ms,"
+    " expires_at_ms = excluded.expires_at_ms,"
+    " ended_at_ms = excluded.ended_at_ms, order_id = excluded.order_id";
+/* The row id is given, not left to SQLite, so that a multi-row INSERT still tells each answer
+ * its row id. The commit gives max(rowid) + 1, what SQLite itself would have picked. */
+static const char k_put_idem_head[] =
+    "INSERT INTO idempotency(rowid, scope, key, fingerprint, status, body, created_at_ms)"
+    " VALUES";
+
 /* Reads one stored answer back by its row id, on the answer reader's own connection. */
 static const char k_answer_sql[] = "SELECT scope, key, fingerprint, status, body, created_at_ms,"
                                    " rowid FROM idempotency WHERE rowid = ?1";
@@ -237,6 +260,9 @@ static const char k_answer_sql[] = "SELECT scope, key, fingerprint, status, body
 struct fg_ledger {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    /* [i] writes k_put_rows[i] rows at once. */
+    sqlite3_stmt *put_holds[LEDGER_PUT_SIZES];
+    sqlite3_stmt *put_idems[LEDGER_PUT_SIZES];
     /* A read-only connection for fg_ledger_answer_get, used by the engine's thread while the
      * commit thread writes on db (WAL readers see the last committed state). */
     sqlite3 *reader;
@@ -353,8 +379,13 @@ static int configure(sqlite3 *db, const char *path, char *err, size_t errlen) {
         return failf(err, errlen, "ledger: %s: cannot use WAL (journal mode is %s)", path, mode);
     /* FULL: in WAL mode every commit syncs the log, so a returned commit survives power loss
      * (I3). Rows arrive as snapshots in engine order, so foreign keys would only add work. */
-    if (sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", NULL, NULL, NULL) !=
-        SQLITE_OK)
+    /* MEMORY: a multi-row INSERT (k_put_rows) keeps a statement journal of the pages it
+     * changes, to undo itself alone; past 64 KiB (a few dozen hold rows updated on random
+     * pages) SQLite would spill it to a temporary file, a write per page for nothing durable. */
+    if (sqlite3_exec(db,
+                     "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;"
+                     " PRAGMA temp_store=MEMORY;",
+                     NULL, NULL, NULL) != SQLITE_OK)
         return failf(err, errlen, "ledger: %s: %s", path, sqlite3_errmsg(db));
     return 0;
 }
@@ -437,13 +468,44 @@ fail:
     return -1;
 }
 
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t errlen) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return failf(err, errlen, "ledger: cannot prepare \"%.60s\": %s", sql,
+                     sqlite3_errmsg(db));
+    return 0;
+}
+
+/* head, then rows groups of params "?" each, then tail: "... VALUES(?, ?),(?, ?) ...". */
+static void put_sql(char *out, size_t cap, const char *head, int params, int rows,
+                    const char *tail) {
+    size_t n = (size_t)snprintf(out, cap, "%s", head);
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < params; p++) {
+            FG_ASSERT(n < cap);
+            n += (size_t)snprintf(out + n, cap - n, "%s?%s", p > 0 ? ", " : r > 0 ? ",(" : "(",
+                                  p == params - 1 ? ")" : "");
+        }
+    FG_ASSERT(n < cap);
+    n += (size_t)snprintf(out + n, cap - n, "%s", tail);
+    FG_ASSERT(n < cap); /* LEDGER_PUT_SQL_BYTES_MAX holds the largest statement */
+}
+
 static int prepare_all(fg_ledger_t *l, char *err, size_t errlen) {
     for (int i = 0; i < ST_COUNT; i++) {
         FG_ASSERT(k_sql[i] != NULL);
-        if (sqlite3_prepare_v3(l->db, k_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) !=
-            SQLITE_OK)
-            return failf(err, errlen, "ledger: cannot prepare \"%.60s\": %s", k_sql[i],
-                         sqlite3_errmsg(l->db));
+        if (prepare(l->db, k_sql[i], &l->st[i], err, errlen) != 0) return -1;
+    }
+    char sql[LEDGER_PUT_SQL_BYTES_MAX];
+    for (int i = 0; i < LEDGER_PUT_SIZES; i++) {
+        /* Largest first, down to one row, so that every queue can be written (flush_queue). */
+        FG_ASSERT(i == 0 ? k_put_rows[i] == LEDGER_PUT_ROWS_MAX
+                         : k_put_rows[i] < k_put_rows[i - 1]);
+        FG_ASSERT(i < LEDGER_PUT_SIZES - 1 || k_put_rows[i] == 1);
+        put_sql(sql, sizeof sql, k_put_hold_head, LEDGER_HOLD_PARAMS, k_put_rows[i],
+                k_put_hold_tail);
+        if (prepare(l->db, sql, &l->put_holds[i], err, errlen) != 0) return -1;
+        put_sql(sql, sizeof sql, k_put_idem_head, LEDGER_IDEM_PARAMS, k_put_rows[i], "");
+        if (prepare(l->db, sql, &l->put_idems[i], err, errlen) != 0) return -1;
     }
     return 0;
 }
@@ -483,6 +545,10 @@ void fg_ledger_close(fg_ledger_t *l) {
     sqlite3_close(l->reader); /* read-only, nothing to lose */
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(l->st[i]);
+    for (int i = 0; i < LEDGER_PUT_SIZES; i++) {
+        sqlite3_finalize(l->put_holds[i]);
+        sqlite3_finalize(l->put_idems[i]);
+    }
     /* With every statement finalized this cannot be busy; the last close also checkpoints the
      * log into the database file. */
     if (sqlite3_close(l->db) != SQLITE_OK)
@@ -780,25 +846,6 @@ static int put_buyer(fg_ledger_t *l, const fg_buyer_row_t *b, char *why, size_t 
     return step_done(l->db, st, rc, why, whylen);
 }
 
-static int put_hold(fg_ledger_t *l, const fg_hold_row_t *h, char *why, size_t whylen) {
-    if (check_hold(h, why, whylen) != 0) return -1;
-    char market[3];
-    fg_mcode_str(h->market, market);
-    sqlite3_stmt *st = l->st[ST_PUT_HOLD];
-    int rc = sqlite3_bind_int64(st, 1, (int64_t)h->id);
-    rc |= sqlite3_bind_int64(st, 2, (int64_t)h->buyer_id);
-    rc |= bind_text(st, 3, h->sale_id);
-    rc |= sqlite3_bind_int(st, 4, h->pool_index);
-    rc |= sqlite3_bind_text(st, 5, market, 2, SQLITE_STATIC);
-    rc |= sqlite3_bind_int(st, 6, h->quantity);
-    rc |= sqlite3_bind_int(st, 7, h->state);
-    rc |= sqlite3_bind_int64(st, 8, h->created_at_ms);
-    rc |= sqlite3_bind_int64(st, 9, h->expires_at_ms);
-    rc |= sqlite3_bind_int64(st, 10, h->ended_at_ms);
-    rc |= sqlite3_bind_int64(st, 11, (int64_t)h->order_id);
-    return step_done(l->db, st, rc, why, whylen);
-}
-
 static int put_order(fg_ledger_t *l, const fg_order_row_t *o, char *why, size_t whylen) {
     if (check_order(o, why, whylen) != 0) return -1;
     char market[3];
@@ -821,23 +868,6 @@ static int put_order(fg_ledger_t *l, const fg_order_row_t *o, char *why, size_t 
     return step_done(l->db, st, rc, why, whylen);
 }
 
-/* Writes the answer and tells the engine its row id, by which it reads the answer back. */
-static int put_idem(fg_ledger_t *l, fg_idem_row_t *r, char *why, size_t whylen) {
-    FG_ASSERT(r != NULL); /* the engine never emits an empty change */
-    if (check_idem(r, why, whylen) != 0) return -1;
-    sqlite3_stmt *st = l->st[ST_PUT_IDEM];
-    int rc = sqlite3_bind_int64(st, 1, u64_to_i64(r->scope));
-    rc |= bind_text(st, 2, r->key);
-    rc |= sqlite3_bind_blob(st, 3, r->fingerprint, sizeof r->fingerprint, SQLITE_STATIC);
-    rc |= sqlite3_bind_int(st, 4, r->status);
-    rc |= bind_text(st, 5, r->body);
-    rc |= sqlite3_bind_int64(st, 6, r->created_at_ms);
-    if (step_done(l->db, st, rc, why, whylen) != 0) return -1;
-    /* Read by the engine's thread only after this batch's commit is reported to it. */
-    r->ledger_rowid = sqlite3_last_insert_rowid(l->db);
-    return 0;
-}
-
 static int put_webhook(fg_ledger_t *l, const fg_webhook_row_t *w, char *why, size_t whylen) {
     sqlite3_stmt *st = l->st[ST_PUT_WEBHOOK];
     int rc = sqlite3_bind_blob(st, 1, w->digest, sizeof w->digest, SQLITE_STATIC);
@@ -853,18 +883,168 @@ static int prune(fg_ledger_t *l, const fg_prune_row_t *p, char *why, size_t whyl
     return step_done(l->db, st, sqlite3_bind_int64(st, 1, p->webhook_before_s), why, whylen);
 }
 
-static int apply_change(fg_ledger_t *l, const fg_change_t *c, char *why, size_t whylen) {
+/* ---------------------------------------------------------------- commit: queued rows */
+
+/* Holds or stored answers waiting for their multi-row INSERT: positions in the batch. */
+typedef struct {
+    size_t at[LEDGER_PUT_ROWS_MAX];
+    int n;
+} put_queue_t;
+
+/* One commit's state. */
+typedef struct {
+    const fg_change_t *changes;
+    put_queue_t holds, idems;
+    bool idem_rowid_known; /* idem_rowid_last was read in this transaction, since any prune */
+    int64_t idem_rowid_last;
+    size_t failed_at; /* on failure: the first change of the statement that failed */
+    int failed_rows;  /* and how many rows it wrote */
+} batch_t;
+
+/* Binds hold h as row `row` of a multi-row statement; market receives its code, which must
+ * live until the step. The OR of the bind results. */
+static int bind_hold(sqlite3_stmt *st, int row, const fg_hold_row_t *h, char market[3]) {
+    int p = row * LEDGER_HOLD_PARAMS;
+    fg_mcode_str(h->market, market);
+    int rc = sqlite3_bind_int64(st, p + 1, (int64_t)h->id);
+    rc |= sqlite3_bind_int64(st, p + 2, (int64_t)h->buyer_id);
+    rc |= bind_text(st, p + 3, h->sale_id);
+    rc |= sqlite3_bind_int(st, p + 4, h->pool_index);
+    rc |= sqlite3_bind_text(st, p + 5, market, 2, SQLITE_STATIC);
+    rc |= sqlite3_bind_int(st, p + 6, h->quantity);
+    rc |= sqlite3_bind_int(st, p + 7, h->state);
+    rc |= sqlite3_bind_int64(st, p + 8, h->created_at_ms);
+    rc |= sqlite3_bind_int64(st, p + 9, h->expires_at_ms);
+    rc |= sqlite3_bind_int64(st, p + 10, h->ended_at_ms);
+    rc |= sqlite3_bind_int64(st, p + 11, (int64_t)h->order_id);
+    return rc;
+}
+
+static int bind_idem(sqlite3_stmt *st, int row, const fg_idem_row_t *r, int64_t rowid) {
+    int p = row * LEDGER_IDEM_PARAMS;
+    int rc = sqlite3_bind_int64(st, p + 1, rowid);
+    rc |= sqlite3_bind_int64(st, p + 2, u64_to_i64(r->scope));
+    rc |= bind_text(st, p + 3, r->key);
+    rc |= sqlite3_bind_blob(st, p + 4, r->fingerprint, sizeof r->fingerprint, SQLITE_STATIC);
+    rc |= sqlite3_bind_int(st, p + 5, r->status);
+    rc |= bind_text(st, p + 6, r->body);
+    rc |= sqlite3_bind_int64(st, p + 7, r->created_at_ms);
+    return rc;
+}
+
+typedef int (*put_rows_fn)(fg_ledger_t *l, batch_t *b, int size, const size_t *at, char *why,
+                           size_t whylen);
+
+/* Writes the holds at `at` with put_holds[size]. */
+static int put_holds(fg_ledger_t *l, batch_t *b, int size, const size_t *at, char *why,
+                     size_t whylen) {
+    sqlite3_stmt *st = l->put_holds[size];
+    char markets[LEDGER_PUT_ROWS_MAX][3];
+    int rc = SQLITE_OK;
+    for (int i = 0; i < k_put_rows[size]; i++)
+        rc |= bind_hold(st, i, &b->changes[at[i]].u.hold, markets[i]);
+    return step_done(l->db, st, rc, why, whylen);
+}
+
+/* The last row id of idempotency in this transaction; read once, then counted. */
+static int idem_rowid_last(fg_ledger_t *l, batch_t *b, char *why, size_t whylen) {
+    if (b->idem_rowid_known) return 0;
+    sqlite3_stmt *st = l->st[ST_IDEM_LAST];
+    int rc = sqlite3_step(st);
+    b->idem_rowid_last = sqlite3_column_int64(st, 0); /* max() of no rows is NULL: 0 */
+    if (rc != SQLITE_ROW) failf(why, whylen, "%s", sqlite3_errmsg(l->db));
+    sqlite3_reset(st);
+    b->idem_rowid_known = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Writes the answers at `at` with put_idems[size] and tells the engine each one's row id, by
+ * which it reads the answer back. */
+static int put_idems(fg_ledger_t *l, batch_t *b, int size, const size_t *at, char *why,
+                     size_t whylen) {
+    sqlite3_stmt *st = l->put_idems[size];
+    int rows = k_put_rows[size];
+    if (idem_rowid_last(l, b, why, whylen) != 0) return -1;
+    /* SQLite would pick a random free row id here; the engine's answers need them in order. */
+    if (b->idem_rowid_last > INT64_MAX - rows)
+        return failf(why, whylen, "idempotency row ids are used up");
+    int rc = SQLITE_OK;
+    for (int i = 0; i < rows; i++)
+        rc |= bind_idem(st, i, b->changes[at[i]].u.idem, b->idem_rowid_last + 1 + i);
+    if (step_done(l->db, st, rc, why, whylen) != 0) return -1;
+    /* Read by the engine's thread only after this batch's commit is reported to it. */
+    for (int i = 0; i < rows; i++)
+        b->changes[at[i]].u.idem->ledger_rowid = b->idem_rowid_last + 1 + i;
+    b->idem_rowid_last += rows;
+    return 0;
+}
+
+/* Writes a queue with the largest statements first and empties it. */
+static int flush_queue(fg_ledger_t *l, batch_t *b, put_queue_t *q, put_rows_fn put, char *why,
+                       size_t whylen) {
+    int done = 0;
+    for (int size = 0; size < LEDGER_PUT_SIZES; size++) {
+        for (; q->n - done >= k_put_rows[size]; done += k_put_rows[size]) {
+            if (put(l, b, size, q->at + done, why, whylen) != 0) {
+                b->failed_at = q->at[done];
+                b->failed_rows = k_put_rows[size];
+                return -1;
+            }
+        }
+    }
+    FG_ASSERT(done == q->n); /* the last size is one row */
+    q->n = 0;
+    return 0;
+}
+
+static int flush_all(fg_ledger_t *l, batch_t *b, char *why, size_t whylen) {
+    if (flush_queue(l, b, &b->holds, put_holds, why, whylen) != 0) return -1;
+    return flush_queue(l, b, &b->idems, put_idems, why, whylen);
+}
+
+/* Queues change i, checked now so that a bad row is named as it would be when written alone,
+ * and writes the queue when it is full. */
+static int queue_row(fg_ledger_t *l, batch_t *b, put_queue_t *q, put_rows_fn put, size_t i,
+                     char *why, size_t whylen) {
+    q->at[q->n++] = i;
+    if (q->n < LEDGER_PUT_ROWS_MAX) return 0;
+    return flush_queue(l, b, q, put, why, whylen);
+}
+
+static int queue_hold(fg_ledger_t *l, batch_t *b, size_t i, char *why, size_t whylen) {
+    if (check_hold(&b->changes[i].u.hold, why, whylen) != 0) return -1;
+    return queue_row(l, b, &b->holds, put_holds, i, why, whylen);
+}
+
+static int queue_idem(fg_ledger_t *l, batch_t *b, size_t i, char *why, size_t whylen) {
+    const fg_idem_row_t *r = b->changes[i].u.idem;
+    FG_ASSERT(r != NULL); /* the engine never emits an empty change */
+    if (check_idem(r, why, whylen) != 0) return -1;
+    return queue_row(l, b, &b->idems, put_idems, i, why, whylen);
+}
+
+static int apply_change(fg_ledger_t *l, batch_t *b, size_t i, char *why, size_t whylen) {
+    const fg_change_t *c = &b->changes[i];
+    b->failed_at = i;
+    b->failed_rows = 1;
+    /* No other kind of change writes holds or stored answers, so queued rows may wait past
+     * them, except past a prune: it must see the answers queued before it. */
+    if (c->kind == FG_CH_PRUNE && flush_all(l, b, why, whylen) != 0) return -1;
     switch ((fg_change_kind_t)c->kind) {
     case FG_CH_MARKET: return put_market(l, c->u.market, why, whylen);
     case FG_CH_PRODUCT: return put_product(l, c->u.product, why, whylen);
     case FG_CH_OFFER: return put_offer(l, c->u.offer, why, whylen);
     case FG_CH_SALE: return put_sale(l, c->u.sale, why, whylen);
     case FG_CH_BUYER: return put_buyer(l, c->u.buyer, why, whylen);
-    case FG_CH_HOLD: return put_hold(l, &c->u.hold, why, whylen);
+    case FG_CH_HOLD: return queue_hold(l, b, i, why, whylen);
     case FG_CH_ORDER: return put_order(l, &c->u.order, why, whylen);
-    case FG_CH_IDEM: return put_idem(l, c->u.idem, why, whylen);
+    case FG_CH_IDEM: return queue_idem(l, b, i, why, whylen);
     case FG_CH_WEBHOOK: return put_webhook(l, &c->u.webhook, why, whylen);
-    case FG_CH_PRUNE: return prune(l, &c->u.prune, why, whylen);
+    case FG_CH_PRUNE:
+        /* The newest answer survives a prune (ST_PRUNE_IDEM), yet the next row id is read
+         * again rather than assumed. */
+        b->idem_rowid_known = false;
+        return prune(l, &c->u.prune, why, whylen);
     }
     return failf(why, whylen, "unknown change kind %d", c->kind);
 }
@@ -892,6 +1072,19 @@ static void describe_change(const fg_change_t *c, char *out, size_t cap) {
     case FG_CH_PRUNE: snprintf(out, cap, "prune"); return;
     }
     snprintf(out, cap, "change of kind %d", c->kind);
+}
+
+/* Names the change that failed, or the first of the rows written with it. */
+static void describe_failure(const batch_t *b, size_t n, const char *why, char *err,
+                             size_t errlen) {
+    char what[112];
+    describe_change(&b->changes[b->failed_at], what, sizeof what);
+    if (b->failed_rows == 1)
+        failf(err, errlen, "ledger: commit: change %zu of %zu (%s): %s", b->failed_at + 1, n,
+              what, why);
+    else
+        failf(err, errlen, "ledger: commit: change %zu of %zu (%s) or one of the %d rows written"
+              " with it: %s", b->failed_at + 1, n, what, b->failed_rows - 1, why);
 }
 
 /* Ends a failed transaction. SQLite may already have rolled it back (after an I/O error or a
@@ -931,14 +1124,15 @@ int fg_ledger_commit(fg_ledger_t *l, const fg_change_t *changes, size_t n, char 
         failf(err, errlen, "ledger: commit: cannot begin: %s", why);
         goto fail;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (apply_change(l, &changes[i], why, sizeof why) != 0) {
-            cls = failure_class(l->db);
-            char what[112];
-            describe_change(&changes[i], what, sizeof what);
-            failf(err, errlen, "ledger: commit: change %zu of %zu (%s): %s", i + 1, n, what, why);
-            goto fail;
-        }
+    batch_t b = {.changes = changes};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = apply_change(l, &b, i, why, sizeof why);
+    if (rc == 0) rc = flush_all(l, &b, why, sizeof why);
+    if (rc != 0) {
+        cls = failure_class(l->db);
+        describe_failure(&b, n, why, err, errlen);
+        goto fail;
     }
     if (step_done(l->db, l->st[ST_COMMIT], SQLITE_OK, why, sizeof why) != 0) {
         cls = failure_class(l->db);

@@ -781,6 +781,82 @@ Test(ledger, committed_answer_gets_its_row_id_and_reads_back_by_it) {
     fg_ledger_close(l);
 }
 
+/* Holds and answers are written many rows per statement: a batch longer than one statement,
+ * a hold changed twice in it, and a prune between its answers must land as if written one by
+ * one. */
+#define BIG_HOLDS 150
+
+Test(ledger, big_batch_of_holds_and_answers_lands_row_by_row) {
+    fg_ledger_t *l = open_ok();
+    static fg_idem_row_t idem[BIG_HOLDS + 1];
+    static char keys[BIG_HOLDS + 1][16];
+    static fg_change_t c[2 * BIG_HOLDS + 3];
+    size_t n = 0;
+    for (int i = 0; i <= BIG_HOLDS; i++) {
+        snprintf(keys[i], sizeof keys[i], "key-%d", i);
+        idem[i] = (fg_idem_row_t){.scope = 7, .key = keys[i], .status = 201,
+                                  .body = (char *)"{}", .created_at_ms = i < 10 ? 1000 : 5000};
+    }
+    for (int i = 0; i < BIG_HOLDS; i++) {
+        c[n++] = ch_hold(hold((uint64_t)i + 1, 7, FG_HOLD_HELD));
+        c[n++] = (fg_change_t){.kind = FG_CH_IDEM, .u.idem = &idem[i]};
+        /* Answers 0-9 are older than the cut-off and were queued before the prune. */
+        if (i == 9)
+            c[n++] = (fg_change_t){.kind = FG_CH_PRUNE,
+                                   .u.prune = {.idem_before_ms = 2000, .webhook_before_s = 0}};
+    }
+    c[n++] = ch_hold(hold(1, 7, FG_HOLD_EXPIRED)); /* hold 1 again, in a later statement */
+    commit_ok(l, c, n);
+
+    seen_t *s = load_all(l);
+    cr_assert(eq(int, s->n_holds, BIG_HOLDS));
+    for (int i = 0; i < BIG_HOLDS && i < KEEP; i++)
+        cr_expect(eq(u64, s->holds[i].id, (uint64_t)i + 1));
+    cr_expect(eq(int, s->holds[0].state, FG_HOLD_EXPIRED), "the last snapshot of hold 1 wins");
+    cr_expect(eq(int, s->n_idem, BIG_HOLDS - 9), "answers 0-8 pruned, 9 the newest then");
+    seen_free(s);
+    /* Row ids count up by one in change order, as SQLite hands them out (max + 1). */
+    for (int i = 1; i < BIG_HOLDS; i++)
+        cr_expect(eq(i64, idem[i].ledger_rowid, idem[i - 1].ledger_rowid + 1), "answer %d", i);
+    for (int i = 9; i < BIG_HOLDS; i += 20) {
+        fg_idem_row_t got;
+        char key[FG_IDEM_KEY_BYTES_MAX + 1];
+        char *body = NULL;
+        cr_assert(eq(int, fg_ledger_answer_get(l, idem[i].ledger_rowid, &got, key, &body), 1));
+        cr_expect(eq(str, got.key, keys[i]));
+        free(body);
+    }
+    /* A later batch goes on after the last row id. */
+    fg_change_t more = {.kind = FG_CH_IDEM, .u.idem = &idem[BIG_HOLDS]};
+    commit_ok(l, &more, 1);
+    cr_expect(eq(i64, idem[BIG_HOLDS].ledger_rowid, idem[BIG_HOLDS - 1].ledger_rowid + 1));
+    fg_ledger_close(l);
+}
+
+Test(ledger, failed_multi_row_write_names_its_first_change_and_rolls_back) {
+    fg_ledger_t *l = open_ok();
+    /* A trigger stands in for a failure that no check foresees (the disk's, say). */
+    raw_exec("CREATE TRIGGER refuse_hold_3 BEFORE INSERT ON holds WHEN NEW.id = 3"
+             " BEGIN SELECT RAISE(ABORT, 'hold 3 refused'); END");
+    fg_market_t de = market("DE", "Germany", "EUR");
+    fg_change_t c[7];
+    for (int i = 0; i < 6; i++)
+        c[i] = ch_hold(hold((uint64_t)i + 1, 7, FG_HOLD_HELD));
+    c[6] = ch_market(&de);
+    char err[512] = "";
+    /* Six queued holds are written 4 + 1 + 1; the first statement holds 1 to 4. */
+    cr_assert(eq(int, fg_ledger_commit(l, c, 7, err, sizeof err), FG_LEDGER_EFAIL));
+    cr_expect(ne(ptr, strstr(err, "change 1 of 7 (hold 1) or one of the 3 rows written with it"),
+                 NULL),
+              "err: %s", err);
+    cr_expect(ne(ptr, strstr(err, "hold 3 refused"), NULL), "err: %s", err);
+    seen_t *s = load_all(l);
+    cr_expect(eq(int, s->n_holds, 0));
+    cr_expect(eq(int, s->n_markets, 0));
+    seen_free(s);
+    fg_ledger_close(l);
+}
+
 Test(ledger, commit_is_atomic_on_constraint_failure) {
     fg_ledger_t *l = open_ok();
     fg_market_t in = market("IN", "India", "INR"), de = market("DE", "Germany", "EUR");
