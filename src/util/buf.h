@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     char *data; /* NUL-terminated while len < cap */
@@ -29,7 +30,22 @@ void fg_buf_reset(fg_buf_t *b);
 /* Makes room for n more bytes at once (one allocation instead of several as it grows); false,
  * with overflow set, when they do not fit under max. */
 bool fg_buf_reserve(fg_buf_t *b, size_t n);
-void fg_buf_add(fg_buf_t *b, const void *p, size_t n);
+/* fg_buf_add when the bytes do not fit the memory held (grows it, or sets overflow). */
+void fg_buf_add_grow(fg_buf_t *b, const void *p, size_t n);
+/* Inline, because answers are built of many short pieces: when the room is there (len < cap
+ * and len <= max always hold once data is allocated), a copy and no call. Pieces longer than
+ * FG_BUF_INLINE_MAX always take the call (and a length known to be huge drops the copy here
+ * when compiled). */
+#define FG_BUF_INLINE_MAX 4096
+static inline void fg_buf_add(fg_buf_t *b, const void *p, size_t n) {
+    if (n <= FG_BUF_INLINE_MAX && !b->overflow && n < b->cap - b->len && n <= b->max - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return;
+    }
+    fg_buf_add_grow(b, p, n);
+}
 void fg_buf_str(fg_buf_t *b, const char *s);
 /* A string literal, its length known when compiled. */
 #define FG_BUF_LIT(b, lit) fg_buf_add((b), "" lit, sizeof(lit) - 1)

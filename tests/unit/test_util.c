@@ -143,6 +143,53 @@ Test(buf, i64_prints_extremes) {
     fg_buf_free(&b);
 }
 
+Test(buf, i64_matches_printf_at_every_digit_count) {
+    rng_t r = {SEED ^ 0x164};
+    fg_buf_t b;
+    fg_buf_init(&b, 64);
+    char want[32];
+    for (int i = 0; i < 20000; i++) {
+        int64_t v;
+        if (i < 40) { /* 10^k - 1 and 10^k, both signs: where the digit count changes */
+            int64_t p = 1;
+            for (int k = 0; k < i / 4 && p <= INT64_MAX / 10; k++) p *= 10;
+            v = (i % 4 < 2 ? p - 1 : p) * (i % 2 ? -1 : 1);
+        } else {
+            v = (int64_t)(rng_next(&r) >> (rng_next(&r) % 64));
+            if (rng_next(&r) & 1) v = -v;
+        }
+        fg_buf_reset(&b);
+        fg_buf_i64(&b, v);
+        snprintf(want, sizeof want, "%lld", (long long)v);
+        STREQ(b.data, want);
+    }
+    fg_buf_free(&b);
+}
+
+/* Pieces that land exactly on the allocation's end and on max take the same path as any. */
+Test(buf, adds_across_growth_and_up_to_max_keep_every_byte) {
+    for (size_t max = 250; max <= 1030; max += 26) {
+        fg_buf_t b;
+        fg_buf_init(&b, max);
+        char want[1100];
+        size_t len = 0;
+        for (size_t piece = 1; !b.overflow; piece = piece % 37 + 1) {
+            char chunk[40];
+            for (size_t i = 0; i < piece; i++) chunk[i] = (char)('a' + (len + i) % 26);
+            fg_buf_add(&b, chunk, piece);
+            if (len + piece > max) break;
+            memcpy(want + len, chunk, piece);
+            len += piece;
+            EQ(b.len, len);
+        }
+        cr_assert(b.overflow, "max %zu: the add past max sets overflow", max);
+        EQ(b.len, len);
+        cr_assert_eq(memcmp(b.data, want, len), 0, "max %zu: content", max);
+        cr_assert_eq(b.data[len], '\0');
+        fg_buf_free(&b);
+    }
+}
+
 /* ---------------------------------------------------------------- buf: JSON */
 
 static char *json_of(const char *s, size_t n) {
