@@ -19,11 +19,20 @@
  * hold writes one), and a retry gets it rendered again. That gives the same bytes: a new hold's
  * answer shows it held and without an order, and none of the fields above ever changes. */
 #define HOLD_STORED_TAG "h1"
+/* The longest short form: the tag, four numbers, the market, two ids, seven spaces. */
+#define HOLD_STORED_BYTES_MAX                                                                      \
+    (sizeof HOLD_STORED_TAG - 1 + 4 * FG_BUF_I64_BYTES_MAX + 2 + 2 * FG_ID_BYTES_MAX + 7)
+/* Past this the answer is stored whole. */
+#define HOLD_STORED_BUF_BYTES_MAX 256
+_Static_assert(HOLD_STORED_BYTES_MAX <= HOLD_STORED_BUF_BYTES_MAX, "every short form fits");
 
 char *fg__hold_stored(const fg_hold_view_t *v) {
     FG_ASSERT(v->state == FG_HOLD_HELD && v->order_id == 0);
     fg_buf_t b;
-    fg_buf_init(&b, 256);
+    fg_buf_init(&b, HOLD_STORED_BUF_BYTES_MAX);
+    /* One allocation for the longest form (always under the limit), so that no piece below
+     * grows the buffer. */
+    (void)fg_buf_reserve(&b, HOLD_STORED_BYTES_MAX);
     FG_BUF_LIT(&b, HOLD_STORED_TAG " ");
     fg_buf_i64(&b, (int64_t)v->id);
     FG_BUF_LIT(&b, " ");

@@ -157,10 +157,18 @@ void fg__render_sale(fg_buf_t *b, const fg_engine_t *e, const fg_sale_t *s, int6
     fg_buf_str(b, "]}");
 }
 
+/* A hold's answer at its longest: names, punctuation and market (110 bytes), three numbers, two
+ * quoted ids (plain: no escapes), the longest state name, two quoted times. */
+#define HOLD_VIEW_BYTES_MAX 512
+_Static_assert(110 + 3 * FG_BUF_I64_BYTES_MAX + 2 * (FG_ID_BYTES_MAX + 2) + 8 +
+                       2 * FG_BUF_JSON_TIME_BYTES <=
+                   HOLD_VIEW_BYTES_MAX,
+               "a hold's answer fits its reservation");
+
 void fg__render_hold_view(fg_buf_t *b, const fg_hold_view_t *v) {
-    /* No printf and no strlen of constants: this is every hold's answer. Two ids of 64 bytes,
-     * two times and three numbers fit in 512. */
-    fg_buf_reserve(b, 512);
+    /* No printf and no strlen of constants: this is every hold's answer. One allocation for
+     * the longest answer, so that no piece below grows the buffer. */
+    fg_buf_reserve(b, HOLD_VIEW_BYTES_MAX);
     FG_BUF_LIT(b, "{\"id\":\"h_");
     fg_buf_i64(b, (int64_t)v->id);
     FG_BUF_LIT(b, "\",\"sale_id\":");

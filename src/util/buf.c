@@ -92,30 +92,71 @@ void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-void fg_buf_i64(fg_buf_t *b, int64_t v) {
-    static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930"
-                                   "31323334353637383940414243444546474849505152535455565758596061"
-                                   "62636465666768697071727374757677787980818283848586878889909192"
-                                   "93949596979899";
-    char tmp[24];
-    char *p = tmp + sizeof tmp;
-    /* By hand, not snprintf, two digits a step: ids, times and counts in every answer. Negated
-     * as unsigned: INT64_MIN. */
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+/* "00" to "99": numbers are printed two digits per division. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
+/* The number of decimal digits of u (1 for 0; UINT64_MAX has 20), without a division: the bit
+ * length gives it to within one (1233 / 4096 is log10(2) to four places), a power of ten settles
+ * it. */
+static size_t u64_digits(uint64_t u) {
+    static const uint64_t pow10[20] = {
+        1ULL,
+        10ULL,
+        100ULL,
+        1000ULL,
+        10000ULL,
+        100000ULL,
+        1000000ULL,
+        10000000ULL,
+        100000000ULL,
+        1000000000ULL,
+        10000000000ULL,
+        100000000000ULL,
+        1000000000000ULL,
+        10000000000000ULL,
+        100000000000000ULL,
+        1000000000000000ULL,
+        10000000000000000ULL,
+        100000000000000000ULL,
+        1000000000000000000ULL,
+        10000000000000000000ULL,
+    };
+    size_t bits = 64 - (size_t)__builtin_clzll(u | 1);
+    size_t t = bits * 1233 >> 12; /* at most 19: digits - 1 or digits */
+    return t + ((u | 1) >= pow10[t]);
+}
+
+/* Writes the decimal digits of u so that they end just before end. */
+static void put_u64_before(char *end, uint64_t u) {
     while (u >= 100) {
-        size_t i = (size_t)(u % 100) * 2;
+        size_t r = (size_t)(u % 100) * 2;
         u /= 100;
-        *--p = pairs[i + 1];
-        *--p = pairs[i];
+        end -= 2;
+        end[0] = digit_pairs[r];
+        end[1] = digit_pairs[r + 1];
     }
     if (u >= 10) {
-        *--p = pairs[u * 2 + 1];
-        *--p = pairs[u * 2];
+        end[-2] = digit_pairs[u * 2];
+        end[-1] = digit_pairs[u * 2 + 1];
     } else {
-        *--p = (char)('0' + u);
+        end[-1] = (char)('0' + u);
     }
-    if (v < 0) *--p = '-';
-    fg_buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+void fg_buf_i64(fg_buf_t *b, int64_t v) {
+    /* By hand, not snprintf, and straight into the buffer: ids and counts in every answer.
+     * Negated as unsigned: INT64_MIN. */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = (v < 0) + u64_digits(u);
+    if (!fg_buf_has_room(b, n) && !fg_buf_reserve(b, n)) return;
+    char *d = b->data + b->len;
+    if (v < 0) d[0] = '-';
+    put_u64_before(d + n, u);
+    d[n] = '\0';
+    b->len += n;
 }
 
 /* The length of the UTF-8 sequence that starts at s (RFC 3629: no overlong form, no surrogate,
@@ -132,31 +173,40 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
-/* True for the bytes a JSON string carries as they are. */
-static bool json_plain(unsigned char c) {
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+/* 1 for the bytes a JSON string carries as they are: printable ASCII apart from '"' and '\'.
+ * A table, one load a byte, because every answer scans its ids and names; NUL is not plain,
+ * so a scan of a C string stops at its end. Bytes 0x80 and above (0, as the rest) go to the
+ * UTF-8 check. */
+static const unsigned char json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x00 controls */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x10 controls */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20 '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50 '\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x70 DEL needs no escape */
+};
+
+/* s[0..n) quoted as it is: nothing in it needs an escape. One room check for the whole. */
+static void add_quoted(fg_buf_t *b, const char *s, size_t n) {
+    if (!fg_buf_has_room(b, n + 2) && !fg_buf_reserve(b, n + 2)) return;
+    char *d = b->data + b->len;
+    d[0] = '"';
+    memcpy(d + 1, s, n);
+    d[n + 1] = '"';
+    d[n + 2] = '\0';
+    b->len += n + 2;
 }
 
-void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
+/* s[0..n) quoted and escaped; s[0..plain) is known to need no escape. */
+static void add_escaped(fg_buf_t *b, const char *s, size_t n, size_t plain) {
     static const char hex[] = "0123456789abcdef";
-    size_t plain = 0;
-    while (plain < n && json_plain((unsigned char)s[plain]))
-        plain++;
-    if (plain == n && fg_buf_reserve(b, n + 2)) {
-        /* Nearly every string (ids, codes, names): quoted as it is, with one room check. */
-        char *d = b->data + b->len;
-        d[0] = '"';
-        memcpy(d + 1, s, n);
-        d[n + 1] = '"';
-        d[n + 2] = '\0';
-        b->len += n + 2;
-        return;
-    }
     fg_buf_add(b, "\"", 1);
     size_t start = 0;
     for (size_t i = plain; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (json_plain(c)) continue;
+        if (json_plain[c]) continue;
         size_t len = c >= 0x80 ? utf8_len((const unsigned char *)s + i, n - i) : 0;
         if (len > 0) {
             i += len - 1;
@@ -182,8 +232,25 @@ void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
     fg_buf_add(b, "\"", 1);
 }
 
+void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n) {
+    size_t plain = 0;
+    while (plain < n && json_plain[(unsigned char)s[plain]])
+        plain++;
+    if (plain == n)
+        add_quoted(b, s, n); /* nearly every string: ids, codes, names */
+    else
+        add_escaped(b, s, n, plain);
+}
+
 void fg_buf_json_str(fg_buf_t *b, const char *s) {
-    fg_buf_json_strn(b, s, strlen(s));
+    /* One pass instead of strlen and a scan: the scan stops at the NUL too. */
+    size_t plain = 0;
+    while (json_plain[(unsigned char)s[plain]])
+        plain++;
+    if (s[plain] == '\0')
+        add_quoted(b, s, plain);
+    else
+        add_escaped(b, s, plain + strlen(s + plain), plain);
 }
 
 void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma) {
@@ -192,13 +259,70 @@ void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma) {
     fg_buf_add(b, ":", 1);
 }
 
+/* "YYYY-MM-DDT", the part of a time that depends on its day only. */
+#define DATE_PART_BYTES 11
+
+/* The date parts of the last days this thread formatted, by the day's parity: answers show
+ * times of a day and maybe the next (a hold made before midnight expires after it), and the
+ * calendar arithmetic is most of the cost of a time. */
+typedef struct {
+    bool set;
+    int64_t day; /* days since 1970-01-01 */
+    char date[DATE_PART_BYTES];
+} known_day_t;
+static _Thread_local known_day_t known_days[2];
+
+/* Two digits of v, below 100. */
+static void put_2(char *p, uint32_t v) {
+    p[0] = digit_pairs[v * 2];
+    p[1] = digit_pairs[v * 2 + 1];
+}
+
+/* The time of day, "HH:MM:SS.mmmZ", from the second of the day and the millisecond. */
+static void put_time_of_day(char *p, uint32_t sod, uint32_t ms) {
+    FG_ASSERT(sod < 86400 && ms < 1000);
+    put_2(p, sod / 3600);
+    p[2] = ':';
+    put_2(p + 3, sod / 60 % 60);
+    p[5] = ':';
+    put_2(p + 6, sod % 60);
+    p[8] = '.';
+    p[9] = (char)('0' + ms / 100);
+    put_2(p + 10, ms % 100);
+    p[12] = 'Z';
+}
+
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms) {
-    char tmp[40];
-    tmp[0] = '"';
+    if (!fg_buf_has_room(b, FG_BUF_JSON_TIME_BYTES) && !fg_buf_reserve(b, FG_BUF_JSON_TIME_BYTES))
+        return;
+    /* Floor division, as fg_clock_format_rfc3339 does: before 1970 borrows a second, a day. */
+    int64_t secs = unix_ms / 1000, ms = unix_ms % 1000;
+    if (ms < 0) {
+        ms += 1000;
+        secs -= 1;
+    }
+    int64_t day = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        day -= 1;
+    }
+    char *d = b->data + b->len;
+    d[0] = '"';
     /* digits, '-', ':', '.', 'T' and 'Z' only: nothing to escape */
-    size_t n = fg_clock_format_rfc3339(unix_ms, tmp + 1, sizeof tmp - 2);
-    tmp[n + 1] = '"';
-    fg_buf_add(b, tmp, n + 2);
+    known_day_t *known = &known_days[(uint64_t)day & 1];
+    if (known->set && known->day == day) {
+        memcpy(d + 1, known->date, DATE_PART_BYTES);
+        put_time_of_day(d + 1 + DATE_PART_BYTES, (uint32_t)sod, (uint32_t)ms);
+    } else {
+        size_t n = fg_clock_format_rfc3339(unix_ms, d + 1, FG_BUF_JSON_TIME_BYTES);
+        FG_ASSERT(n == FG_BUF_JSON_TIME_BYTES - 2);
+        memcpy(known->date, d + 1, DATE_PART_BYTES);
+        known->day = day;
+        known->set = true;
+    }
+    d[FG_BUF_JSON_TIME_BYTES - 1] = '"';
+    d[FG_BUF_JSON_TIME_BYTES] = '\0';
+    b->len += FG_BUF_JSON_TIME_BYTES;
 }
 
 void fg_buf_csv_field(fg_buf_t *b, const char *s) {

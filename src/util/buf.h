@@ -30,15 +30,20 @@ void fg_buf_reset(fg_buf_t *b);
 /* Makes room for n more bytes at once (one allocation instead of several as it grows); false,
  * with overflow set, when they do not fit under max. */
 bool fg_buf_reserve(fg_buf_t *b, size_t n);
+/* True when n more bytes and the NUL fit in the memory held, under max, with no overflow yet:
+ * an append that needs neither growth nor the limit check. Once data is held, len < cap and
+ * len <= max, so neither subtraction wraps; before (cap 0) there is never room. */
+static inline bool fg_buf_has_room(const fg_buf_t *b, size_t n) {
+    return !b->overflow && n < b->cap - b->len && n <= b->max - b->len;
+}
 /* fg_buf_add when the bytes do not fit the memory held (grows it, or sets overflow). */
 void fg_buf_add_grow(fg_buf_t *b, const void *p, size_t n);
-/* Inline, because answers are built of many short pieces: when the room is there (len < cap
- * and len <= max always hold once data is allocated), a copy and no call. Pieces longer than
- * FG_BUF_INLINE_MAX always take the call (and a length known to be huge drops the copy here
- * when compiled). */
+/* Inline, because answers are built of many short pieces: when there is room, a copy and no
+ * call. Pieces longer than FG_BUF_INLINE_MAX always take the call, so a length known to be huge
+ * when compiled leaves no copy here. */
 #define FG_BUF_INLINE_MAX 4096
 static inline void fg_buf_add(fg_buf_t *b, const void *p, size_t n) {
-    if (n <= FG_BUF_INLINE_MAX && !b->overflow && n < b->cap - b->len && n <= b->max - b->len) {
+    if (n <= FG_BUF_INLINE_MAX && fg_buf_has_room(b, n)) {
         memcpy(b->data + b->len, p, n);
         b->len += n;
         b->data[b->len] = '\0';
@@ -50,6 +55,8 @@ void fg_buf_str(fg_buf_t *b, const char *s);
 /* A string literal, its length known when compiled. */
 #define FG_BUF_LIT(b, lit) fg_buf_add((b), "" lit, sizeof(lit) - 1)
 void fg_buf_printf(fg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The longest number fg_buf_i64 writes: "-9223372036854775808". */
+#define FG_BUF_I64_BYTES_MAX 20
 void fg_buf_i64(fg_buf_t *b, int64_t v);
 
 /* JSON helpers: a quoted, escaped string (bytes that are not UTF-8 become U+FFFD); "key":
@@ -58,6 +65,7 @@ void fg_buf_json_str(fg_buf_t *b, const char *s);
 void fg_buf_json_strn(fg_buf_t *b, const char *s, size_t n);
 void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma);
 /* An RFC 3339 UTC time with milliseconds, quoted: "2026-11-23T12:00:00.000Z". */
+#define FG_BUF_JSON_TIME_BYTES 26
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms);
 /* An RFC 9457 problem object up to its last member, without the closing brace (callers may add
  * members): {"type","title","status","detail","code". */

@@ -190,6 +190,54 @@ Test(buf, adds_across_growth_and_up_to_max_keep_every_byte) {
     }
 }
 
+/* Numbers, quoted strings and times are written in place: one that does not fit under max sets
+ * overflow and leaves the buffer as it was, and one that fits lands exactly on max. */
+Test(buf, numbers_strings_and_times_at_max_fit_whole_or_not_at_all) {
+    for (size_t max = 1; max <= 64; max++) {
+        for (int kind = 0; kind < 3; kind++) {
+            fg_buf_t b;
+            fg_buf_init(&b, max);
+            char want[128];
+            size_t len = 0;
+            for (int k = 0; !b.overflow; k++) {
+                char piece[64];
+                size_t before = b.len;
+                if (kind == 0) {
+                    int64_t v = -(int64_t)(k * 7919) * 1000003;
+                    snprintf(piece, sizeof piece, "%lld", (long long)v);
+                    fg_buf_i64(&b, v);
+                } else if (kind == 1) {
+                    char id[32];
+                    snprintf(id, sizeof id, "id-%d", k * 37);
+                    snprintf(piece, sizeof piece, "\"%s\"", id);
+                    fg_buf_json_str(&b, id);
+                } else {
+                    char t[32];
+                    fg_clock_format_rfc3339(1795435200123LL + k * 86399999LL, t, sizeof t);
+                    snprintf(piece, sizeof piece, "\"%s\"", t);
+                    fg_buf_json_time(&b, 1795435200123LL + k * 86399999LL);
+                }
+                size_t n = strlen(piece);
+                if (len + n > max) {
+                    cr_assert(b.overflow, "max %zu kind %d: %s past max sets overflow", max, kind,
+                              piece);
+                    EQ(b.len, before);
+                    break;
+                }
+                cr_assert(!b.overflow, "max %zu kind %d: %s fits", max, kind, piece);
+                memcpy(want + len, piece, n);
+                len += n;
+                EQ(b.len, len);
+            }
+            if (len > 0) {
+                cr_assert_eq(memcmp(b.data, want, len), 0, "max %zu kind %d: content", max, kind);
+                cr_assert_eq(b.data[len], '\0');
+            }
+            fg_buf_free(&b);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- buf: JSON */
 
 static char *json_of(const char *s, size_t n) {
@@ -285,6 +333,59 @@ Test(buf_json, escaping_past_max_sets_overflow) {
     fg_buf_json_str(&b, "\"\"\"\""); /* 10 bytes escaped, plus quotes */
     cr_assert(b.overflow);
     cr_assert_leq(b.len, 8);
+    fg_buf_free(&b);
+}
+
+/* fg_buf_json_str (one pass over a C string) and fg_buf_json_strn (a length) agree on every
+ * string, whether it needs escapes from its first byte, its last, or none. */
+Test(buf_json, str_and_strn_agree) {
+    rng_t r = {SEED ^ 0x57};
+    static const char *const pieces[] = {"\"", "\\", "\n", "\x01", "\x7f", "a", "Z",   "-",
+                                         ".",  "_",  "9",  " ",    "é",    "😀", "\xff"};
+    for (int iter = 0; iter < 3000; iter++) {
+        char s[256];
+        size_t n = 0;
+        int parts = (int)(rng_next(&r) % 30);
+        for (int k = 0; k < parts; k++) {
+            const char *p = pieces[rng_next(&r) % (sizeof pieces / sizeof pieces[0])];
+            memcpy(s + n, p, strlen(p));
+            n += strlen(p);
+        }
+        s[n] = '\0';
+        fg_buf_t a, b;
+        fg_buf_init(&a, 4096);
+        fg_buf_init(&b, 4096);
+        fg_buf_json_str(&a, s);
+        fg_buf_json_strn(&b, s, n);
+        cr_assert(!a.overflow && !b.overflow);
+        cr_assert_str_eq(a.data, b.data, "iter %d", iter);
+        fg_buf_free(&a);
+        fg_buf_free(&b);
+    }
+}
+
+/* Times are written as fg_clock_format_rfc3339 writes them, whichever days came before: the
+ * date of a day already seen is reused, so days in turn, far apart and before 1970 are mixed. */
+Test(buf_json, time_matches_the_clock_format_across_days) {
+    rng_t r = {SEED ^ 0x71};
+    fg_buf_t b;
+    fg_buf_init(&b, 256);
+    char t[32], want[40];
+    int64_t base = 1795435200000LL; /* 2026-11-23T12:00:00Z */
+    for (int i = 0; i < 20000; i++) {
+        int64_t ms;
+        switch (i % 4) {
+        case 0: ms = base + (int64_t)(rng_next(&r) % 1000); break;             /* the same day */
+        case 1: ms = base + (int64_t)(rng_next(&r) % (5 * 86400000LL)); break; /* days near */
+        case 2: ms = -(int64_t)(rng_next(&r) % (3 * 86400000LL)); break;       /* before 1970 */
+        default: ms = (int64_t)(rng_next(&r) % 400000000000000LL) - 100000000000000LL;
+        }
+        fg_clock_format_rfc3339(ms, t, sizeof t);
+        snprintf(want, sizeof want, "\"%s\"", t);
+        fg_buf_reset(&b);
+        fg_buf_json_time(&b, ms);
+        cr_assert_str_eq(b.data, want, "from %lld", (long long)ms);
+    }
     fg_buf_free(&b);
 }
 
