@@ -295,17 +295,8 @@ static void put_time_of_day(char *p, uint32_t sod, uint32_t ms) {
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms) {
     if (!fg_buf_has_room(b, FG_BUF_JSON_TIME_BYTES) && !fg_buf_reserve(b, FG_BUF_JSON_TIME_BYTES))
         return;
-    /* Floor division, as fg_clock_format_rfc3339 does: before 1970 borrows a second, a day. */
-    int64_t secs = unix_ms / 1000, ms = unix_ms % 1000;
-    if (ms < 0) {
-        ms += 1000;
-        secs -= 1;
-    }
-    int64_t day = secs / 86400, sod = secs % 86400;
-    if (sod < 0) {
-        sod += 86400;
-        day -= 1;
-    }
+    int64_t day, sod, ms; /* split as fg_clock_format_rfc3339 splits it */
+    fg_clock_split_ms(unix_ms, &day, &sod, &ms);
     char *d = b->data + b->len;
     d[0] = '"';
     /* digits, '-', ':', '.', 'T' and 'Z' only: nothing to escape */

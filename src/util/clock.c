@@ -44,19 +44,25 @@ static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) {
 
 /* By hand, not gmtime_r + snprintf: every hold's answer has two of these, and glibc's gmtime_r
  * takes a process-wide lock. Years outside 0..9999 are clamped (none is ever stored). */
-size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
-    FG_ASSERT(cap >= 25);
+void fg_clock_split_ms(int64_t unix_ms, int64_t *day, int64_t *sod, int64_t *ms) {
     int64_t secs = unix_ms / 1000;
-    int64_t ms = unix_ms % 1000;
-    if (ms < 0) {
-        ms += 1000;
+    *ms = unix_ms % 1000;
+    if (*ms < 0) {
+        *ms += 1000;
         secs -= 1;
     }
-    int64_t days = secs / 86400, sod = secs % 86400;
-    if (sod < 0) {
-        sod += 86400;
-        days -= 1;
+    *day = secs / 86400;
+    *sod = secs % 86400;
+    if (*sod < 0) {
+        *sod += 86400;
+        *day -= 1;
     }
+}
+
+size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
+    FG_ASSERT(cap >= 25);
+    int64_t days, sod, ms;
+    fg_clock_split_ms(unix_ms, &days, &sod, &ms);
     int64_t y, m, d;
     civil_from_days(days, &y, &m, &d);
     if (y < 0) y = 0;

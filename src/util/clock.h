@@ -15,6 +15,9 @@
 int64_t fg_clock_now_ms(void);  /* CLOCK_REALTIME, Unix milliseconds */
 int64_t fg_clock_mono_ns(void); /* CLOCK_MONOTONIC, for latency measurement */
 
+/* Splits a time into days since 1970-01-01, second of the day (0..86399) and millisecond
+ * (0..999), flooring: a time before 1970 borrows a second and a day. */
+void fg_clock_split_ms(int64_t unix_ms, int64_t *day, int64_t *sod, int64_t *ms);
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 chars + NUL) and returns 24; `cap` must be at least
  * 25. */
 size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap);
