@@ -259,58 +259,34 @@ void fg_buf_json_key(fg_buf_t *b, const char *key, bool comma) {
     fg_buf_add(b, ":", 1);
 }
 
-/* "YYYY-MM-DDT", the part of a time that depends on its day only. */
-#define DATE_PART_BYTES 11
-
 /* The date parts of the last days this thread formatted, by the day's parity: answers show
  * times of a day and maybe the next (a hold made before midnight expires after it), and the
  * calendar arithmetic is most of the cost of a time. */
 typedef struct {
     bool set;
     int64_t day; /* days since 1970-01-01 */
-    char date[DATE_PART_BYTES];
+    char date[FG_CLOCK_DATE_BYTES]; /* "YYYY-MM-DDT" */
 } known_day_t;
 static _Thread_local known_day_t known_days[2];
-
-/* Two digits of v, below 100. */
-static void put_2(char *p, uint32_t v) {
-    p[0] = digit_pairs[v * 2];
-    p[1] = digit_pairs[v * 2 + 1];
-}
-
-/* The time of day, "HH:MM:SS.mmmZ", from the second of the day and the millisecond. */
-static void put_time_of_day(char *p, uint32_t sod, uint32_t ms) {
-    FG_ASSERT(sod < 86400 && ms < 1000);
-    put_2(p, sod / 3600);
-    p[2] = ':';
-    put_2(p + 3, sod / 60 % 60);
-    p[5] = ':';
-    put_2(p + 6, sod % 60);
-    p[8] = '.';
-    p[9] = (char)('0' + ms / 100);
-    put_2(p + 10, ms % 100);
-    p[12] = 'Z';
-}
 
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms) {
     if (!fg_buf_has_room(b, FG_BUF_JSON_TIME_BYTES) && !fg_buf_reserve(b, FG_BUF_JSON_TIME_BYTES))
         return;
-    int64_t day, sod, ms; /* split as fg_clock_format_rfc3339 splits it */
+    _Static_assert(FG_BUF_JSON_TIME_BYTES == FG_CLOCK_DATE_BYTES + FG_CLOCK_TIME_OF_DAY_BYTES + 2,
+                   "a quoted time is its two parts and the quotes");
+    int64_t day, sod, ms; /* the pieces fg_clock_format_rfc3339 is made of */
     fg_clock_split_ms(unix_ms, &day, &sod, &ms);
-    char *d = b->data + b->len;
-    d[0] = '"';
-    /* digits, '-', ':', '.', 'T' and 'Z' only: nothing to escape */
     known_day_t *known = &known_days[(uint64_t)day & 1];
-    if (known->set && known->day == day) {
-        memcpy(d + 1, known->date, DATE_PART_BYTES);
-        put_time_of_day(d + 1 + DATE_PART_BYTES, (uint32_t)sod, (uint32_t)ms);
-    } else {
-        size_t n = fg_clock_format_rfc3339(unix_ms, d + 1, FG_BUF_JSON_TIME_BYTES);
-        FG_ASSERT(n == FG_BUF_JSON_TIME_BYTES - 2);
-        memcpy(known->date, d + 1, DATE_PART_BYTES);
+    if (!known->set || known->day != day) {
+        fg_clock_put_date(day, known->date);
         known->day = day;
         known->set = true;
     }
+    /* digits, '-', ':', '.', 'T' and 'Z' only: nothing to escape */
+    char *d = b->data + b->len;
+    d[0] = '"';
+    memcpy(d + 1, known->date, FG_CLOCK_DATE_BYTES);
+    fg_clock_put_time_of_day(sod, ms, d + 1 + FG_CLOCK_DATE_BYTES);
     d[FG_BUF_JSON_TIME_BYTES - 1] = '"';
     d[FG_BUF_JSON_TIME_BYTES] = '\0';
     b->len += FG_BUF_JSON_TIME_BYTES;

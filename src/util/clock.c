@@ -42,8 +42,6 @@ static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) {
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-/* By hand, not gmtime_r + snprintf: every hold's answer has two of these, and glibc's gmtime_r
- * takes a process-wide lock. Years outside 0..9999 are clamped (none is ever stored). */
 void fg_clock_split_ms(int64_t unix_ms, int64_t *day, int64_t *sod, int64_t *ms) {
     int64_t secs = unix_ms / 1000;
     *ms = unix_ms % 1000;
@@ -59,12 +57,9 @@ void fg_clock_split_ms(int64_t unix_ms, int64_t *day, int64_t *sod, int64_t *ms)
     }
 }
 
-size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
-    FG_ASSERT(cap >= 25);
-    int64_t days, sod, ms;
-    fg_clock_split_ms(unix_ms, &days, &sod, &ms);
+void fg_clock_put_date(int64_t day, char out[FG_CLOCK_DATE_BYTES]) {
     int64_t y, m, d;
-    civil_from_days(days, &y, &m, &d);
+    civil_from_days(day, &y, &m, &d);
     if (y < 0) y = 0;
     if (y > 9999) y = 9999;
     char *p = put_digits(out, y, 4);
@@ -72,17 +67,31 @@ size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
     p = put_digits(p, m, 2);
     *p++ = '-';
     p = put_digits(p, d, 2);
-    *p++ = 'T';
-    p = put_digits(p, sod / 3600, 2);
+    *p = 'T';
+}
+
+void fg_clock_put_time_of_day(int64_t sod, int64_t ms, char out[FG_CLOCK_TIME_OF_DAY_BYTES]) {
+    FG_ASSERT(sod >= 0 && sod < 86400 && ms >= 0 && ms < 1000);
+    char *p = put_digits(out, sod / 3600, 2);
     *p++ = ':';
     p = put_digits(p, sod / 60 % 60, 2);
     *p++ = ':';
     p = put_digits(p, sod % 60, 2);
     *p++ = '.';
     p = put_digits(p, ms, 3);
-    *p++ = 'Z';
-    *p = '\0';
-    return (size_t)(p - out);
+    *p = 'Z';
+}
+
+/* By hand, not gmtime_r + snprintf: every hold's answer has two of these, and glibc's gmtime_r
+ * takes a process-wide lock. Years outside 0..9999 are clamped (none is ever stored). */
+size_t fg_clock_format_rfc3339(int64_t unix_ms, char *out, size_t cap) {
+    FG_ASSERT(cap >= FG_CLOCK_DATE_BYTES + FG_CLOCK_TIME_OF_DAY_BYTES + 1);
+    int64_t day, sod, ms;
+    fg_clock_split_ms(unix_ms, &day, &sod, &ms);
+    fg_clock_put_date(day, out);
+    fg_clock_put_time_of_day(sod, ms, out + FG_CLOCK_DATE_BYTES);
+    out[FG_CLOCK_DATE_BYTES + FG_CLOCK_TIME_OF_DAY_BYTES] = '\0';
+    return FG_CLOCK_DATE_BYTES + FG_CLOCK_TIME_OF_DAY_BYTES;
 }
 
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
