@@ -39,7 +39,7 @@ void fg_buf_reset(fg_buf_t *b) {
 }
 
 /* Makes room for n more bytes plus a NUL; false (and overflow set) when it cannot. */
-bool fg_buf_reserve(fg_buf_t *b, size_t n) {
+bool fg_buf_reserve_grow(fg_buf_t *b, size_t n) {
     if (b->overflow) return false;
     if (n > b->max || b->len > b->max - n) {
         b->overflow = true;
@@ -151,7 +151,7 @@ void fg_buf_i64(fg_buf_t *b, int64_t v) {
      * Negated as unsigned: INT64_MIN. */
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
     size_t n = (v < 0) + u64_digits(u);
-    if (!fg_buf_has_room(b, n) && !fg_buf_reserve(b, n)) return;
+    if (!fg_buf_reserve(b, n)) return;
     char *d = b->data + b->len;
     if (v < 0) d[0] = '-';
     put_u64_before(d + n, u);
@@ -190,7 +190,7 @@ static const unsigned char json_plain[256] = {
 
 /* s[0..n) quoted as it is: nothing in it needs an escape. One room check for the whole. */
 static void add_quoted(fg_buf_t *b, const char *s, size_t n) {
-    if (!fg_buf_has_room(b, n + 2) && !fg_buf_reserve(b, n + 2)) return;
+    if (!fg_buf_reserve(b, n + 2)) return;
     char *d = b->data + b->len;
     d[0] = '"';
     memcpy(d + 1, s, n);
@@ -270,8 +270,7 @@ typedef struct {
 static _Thread_local known_day_t known_days[2];
 
 void fg_buf_json_time(fg_buf_t *b, int64_t unix_ms) {
-    if (!fg_buf_has_room(b, FG_BUF_JSON_TIME_BYTES) && !fg_buf_reserve(b, FG_BUF_JSON_TIME_BYTES))
-        return;
+    if (!fg_buf_reserve(b, FG_BUF_JSON_TIME_BYTES)) return;
     _Static_assert(FG_BUF_JSON_TIME_BYTES == FG_CLOCK_DATE_BYTES + FG_CLOCK_TIME_OF_DAY_BYTES + 2,
                    "a quoted time is its two parts and the quotes");
     int64_t day, sod, ms; /* the pieces fg_clock_format_rfc3339 is made of */

@@ -27,14 +27,19 @@ void fg_buf_free(fg_buf_t *b);
 char *fg_buf_take(fg_buf_t *b);
 void fg_buf_reset(fg_buf_t *b);
 
-/* Makes room for n more bytes at once (one allocation instead of several as it grows); false,
- * with overflow set, when they do not fit under max. */
-bool fg_buf_reserve(fg_buf_t *b, size_t n);
 /* True when n more bytes and the NUL fit in the memory held, under max, with no overflow yet:
  * an append that needs neither growth nor the limit check. Once data is held, len < cap and
  * len <= max, so neither subtraction wraps; before (cap 0) there is never room. */
 static inline bool fg_buf_has_room(const fg_buf_t *b, size_t n) {
     return !b->overflow && n < b->cap - b->len && n <= b->max - b->len;
+}
+/* fg_buf_reserve when the room is not there yet: grows, or sets overflow and says false. */
+bool fg_buf_reserve_grow(fg_buf_t *b, size_t n);
+/* Makes room for n more bytes at once (one allocation instead of several as it grows); false,
+ * with overflow set, when they do not fit under max. Inline: answers reserve for most pieces,
+ * and the room is nearly always there already. */
+static inline bool fg_buf_reserve(fg_buf_t *b, size_t n) {
+    return fg_buf_has_room(b, n) || fg_buf_reserve_grow(b, n);
 }
 /* fg_buf_add when the bytes do not fit the memory held (grows it, or sets overflow). */
 void fg_buf_add_grow(fg_buf_t *b, const void *p, size_t n);
