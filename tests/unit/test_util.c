@@ -277,6 +277,21 @@ Test(buf_json, passes_utf8_through) {
     free(j);
 }
 
+/* Up to max_parts - 1 pieces drawn at random, joined into s (NUL-terminated; pieces are at most
+ * 4 bytes, so s needs 4 * max_parts bytes); returns the length. */
+static size_t random_pieces(rng_t *r, const char *const *pieces, size_t count, int max_parts,
+                            char *s) {
+    size_t n = 0;
+    int parts = (int)(rng_next(r) % (uint64_t)max_parts);
+    for (int k = 0; k < parts; k++) {
+        const char *p = pieces[rng_next(r) % count];
+        memcpy(s + n, p, strlen(p));
+        n += strlen(p);
+    }
+    s[n] = '\0';
+    return n;
+}
+
 /* Random strings of control characters, quotes, backslashes, ASCII and multi-byte UTF-8: the
  * escaped form must parse (jansson, strict) back to the same bytes. */
 Test(buf_json, escaped_strings_parse_back_to_the_original) {
@@ -285,14 +300,7 @@ Test(buf_json, escaped_strings_parse_back_to_the_original) {
                                          "a",  "Z",  " ",  "/",  "é",  "€",    "😀",   "\\u"};
     for (int iter = 0; iter < 3000; iter++) {
         char s[512];
-        size_t n = 0;
-        int parts = (int)(rng_next(&r) % 40);
-        for (int k = 0; k < parts; k++) {
-            const char *p = pieces[rng_next(&r) % (sizeof pieces / sizeof pieces[0])];
-            memcpy(s + n, p, strlen(p));
-            n += strlen(p);
-        }
-        s[n] = '\0';
+        size_t n = random_pieces(&r, pieces, sizeof pieces / sizeof pieces[0], 40, s);
         fg_buf_t b;
         fg_buf_init(&b, 4096);
         fg_buf_str(&b, "[");
@@ -344,14 +352,7 @@ Test(buf_json, str_and_strn_agree) {
                                          ".",  "_",  "9",  " ",    "é",    "😀", "\xff"};
     for (int iter = 0; iter < 3000; iter++) {
         char s[256];
-        size_t n = 0;
-        int parts = (int)(rng_next(&r) % 30);
-        for (int k = 0; k < parts; k++) {
-            const char *p = pieces[rng_next(&r) % (sizeof pieces / sizeof pieces[0])];
-            memcpy(s + n, p, strlen(p));
-            n += strlen(p);
-        }
-        s[n] = '\0';
+        size_t n = random_pieces(&r, pieces, sizeof pieces / sizeof pieces[0], 30, s);
         fg_buf_t a, b;
         fg_buf_init(&a, 4096);
         fg_buf_init(&b, 4096);
